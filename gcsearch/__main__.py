@@ -1,0 +1,3 @@
+from gcsearch.cli import main
+
+main()

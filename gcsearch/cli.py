@@ -1,0 +1,76 @@
+"""The `gcsearch` command line: parsing and printing only; the work lives in the other modules.
+
+Exit codes: 0 done, 1 runtime failure, 2 bad input, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import click
+import typer
+
+from gcsearch.commands import fail
+from gcsearch.commands import inspect as inspect_cmd
+from gcsearch.commands import report as report_cmd
+from gcsearch.commands import run as run_cmd
+from gcsearch.errors import InputError, RuntimeFailure
+
+app = typer.Typer(
+    name="gcsearch",
+    help=(
+        "Which global-context block, where in my backbone, at what cost?\n\n"
+        "Build ResNet candidates with GC, SE, SNL or NL blocks, measure their FLOPs and params, "
+        "train them briefly, and keep every trial in an Optuna database."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+
+@app.callback()
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
+) -> None:
+    """Global options."""
+
+
+app.command("inspect")(inspect_cmd.inspect)
+app.command("run")(run_cmd.run)
+app.command("report")(report_cmd.report)
+app.command("studies")(report_cmd.studies)
+app.command("show")(report_cmd.show)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: turn every known error into one line and an exit code."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    try:
+        app(args=args, prog_name="gcsearch", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        raise SystemExit(exc.exit_code) from None
+    except click.exceptions.Abort:
+        fail("interrupted", 130)
+    except click.UsageError as exc:
+        if debug:
+            raise
+        where = f" (see 'gcsearch {exc.ctx.command_path.split(' ', 1)[-1]} --help')" if exc.ctx and " " in exc.ctx.command_path else ""
+        fail(f"{exc.format_message()}{where}", 2)
+    except click.ClickException as exc:
+        if debug:
+            raise
+        fail(exc.format_message(), exc.exit_code or 1)
+    except InputError as exc:
+        if debug:
+            raise
+        fail(str(exc), 2)
+    except RuntimeFailure as exc:
+        if debug:
+            raise
+        fail(str(exc), 1)
+    except KeyboardInterrupt:
+        fail("interrupted", 130)
