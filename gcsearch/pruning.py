@@ -1,0 +1,390 @@
+"""Early stopping of proxy training: stop a trial after an epoch when it has no chance of reaching the front.
+
+Optuna prunes single-objective studies only (`Trial.report` raises in multi-objective ones), so gcsearch
+brings its own rule for those and wraps Optuna's pruners for the rest. The runner builds one pruner per
+study with `make_pruner(config, directions, sampler)` and, after every epoch, calls
+`EpochPruner.check(study, trial, epoch, accuracy, costs)`: a one-line reason means "stop and record the
+trial as pruned", None means "go on".
+
+Rules (the study file's [pruning] table, `rule = ...`):
+
+- "front" (default for multi-objective tpe/nsga2/random studies). After epoch e > `warmup_epochs`, once the
+  study holds `min_trials` COMPLETE trials, the running trial is pruned when a finished, feasible trial
+  dominates it *at epoch e*: that trial's accuracy after its own epoch e (user attr "accuracies") is at
+  least ours + `margin` points, and each of its cost objectives (FLOPs, params, latency: trial values) is
+  <= ours, at least one objective strictly better. Our costs are exact before training (`costs`, keyed by
+  objective name), so accuracy is the only uncertain coordinate, and the rule asks: "is some finished
+  candidate at least as cheap as this one *and* clearly ahead at the same point of training?"
+  On a single-objective study (accuracy only) there are no costs, so the same test reads "is the best
+  finished trial at epoch e ahead by `margin` points?".
+- "median", "successive_halving", "hyperband": Optuna's MedianPruner, SuccessiveHalvingPruner and
+  HyperbandPruner, for single-objective studies only (Optuna cannot run them on several objectives).
+  `check` reports the accuracy with `trial.report(accuracy, epoch)` and asks `trial.should_prune()`,
+  after installing its Optuna pruner as `study.pruner` (Hyperband needs the study to know it; pass
+  `EpochPruner.optuna_pruner` to `optuna.create_study`/`load_study` to have it there from the start).
+  Optuna is asked at every epoch (successive halving records rung values as it answers); `warmup_epochs`
+  and `min_trials` only hold its answer back.
+- "none": never prune (default for grid studies, whose point is to see every cell; and for any study whose
+  [pruning] table says so). Single-objective studies still get their per-epoch accuracy reported, so
+  Optuna's dashboard shows learning curves.
+
+Assumptions of "front", and where it can be wrong:
+
+1. Accuracies at the same epoch are comparable. Every trial of a study trains with the same proxy settings
+   (data, epochs, batch size, learning-rate schedule: the study's proxy fingerprint), so epoch e is the same
+   point of the same schedule for everyone.
+2. Learning curves rarely cross by more than `margin` after warm-up. This is a heuristic, not a bound: a
+   candidate that learns slowly early and catches up late (a block that starts as identity and only
+   starts to help once the learning rate anneals) can be pruned wrongly. `warmup_epochs` skips the noisiest
+   early epochs and `margin` absorbs seed noise; the search-efficiency benchmark measures how often a
+   member of the unpruned front would have been pruned. Set `rule = "none"` where that risk is not wanted.
+3. Only feasible finished trials dominate (an infeasible trial can never be on the front, so losing to it
+   says nothing), only COMPLETE ones (a pruned trial's curve stops early), and never a trial of the same
+   candidate (user attr "key"): a repeat measures that candidate's seed noise, and pruning it would bias
+   the candidate's mean.
+4. Pruning at the last epoch saves nothing and throws away a finished result, so no rule prunes there
+   (the number of epochs comes from the study's proxy settings, or else the finished trials' curves).
+
+Cost: one read of the study's trials per check (`states=(COMPLETE,)`, `deepcopy=False`) and, once per
+study, its user attrs (objective names and proxy epochs).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from gcsearch.errors import InputError
+
+RULES = ("none", "front", "median", "successive_halving", "hyperband")
+OPTUNA_RULES = ("median", "successive_halving", "hyperband")
+COMMON_KEYS = ("rule", "warmup_epochs", "min_trials")
+RULE_KEYS: dict[str, tuple[str, ...]] = {
+    "none": (),
+    "front": ("margin",),
+    "median": (),
+    "successive_halving": ("min_resource", "reduction_factor", "min_early_stopping_rate"),
+    "hyperband": ("min_resource", "max_resource", "reduction_factor"),
+}
+
+DEFAULT_WARMUP_EPOCHS = 1
+DEFAULT_MIN_TRIALS = 5
+DEFAULT_MARGIN = 2.0  # accuracy points
+
+
+@dataclass(frozen=True)
+class Finished:
+    """What the "front" rule needs of one finished trial: its accuracy at the epoch checked and its costs."""
+
+    number: int
+    accuracy: float  # percent, at the epoch being checked
+    costs: tuple[float, ...]  # in the order of the study's cost objectives
+    key: str | None = None  # the candidate's ArchSpec key
+
+
+def dominates(other: Finished, accuracy: float, costs: Sequence[float], margin: float) -> bool:
+    """Whether `other` dominates a trial with `accuracy` (plus `margin` points) and `costs`.
+
+    Accuracy is maximized, every cost minimized; dominance needs every objective at least as good and one
+    strictly better. With margin > 0 the accuracy is always the strictly better one.
+    """
+    if other.accuracy < accuracy + margin:
+        return False
+    if any(o > c for o, c in zip(other.costs, costs, strict=True)):
+        return False
+    return other.accuracy > accuracy or any(o < c for o, c in zip(other.costs, costs, strict=True))
+
+
+def find_dominator(
+    accuracy: float,
+    costs: Sequence[float],
+    finished: Iterable[Finished],
+    margin: float,
+    key: str | None = None,
+) -> Finished | None:
+    """The finished trial that dominates the running one by the widest accuracy gap, or None.
+
+    Trials of the same candidate (`key`) never count: they are repeats, not competitors.
+    """
+    best: Finished | None = None
+    for other in finished:
+        if key is not None and other.key == key:
+            continue
+        if dominates(other, accuracy, costs, margin) and (best is None or other.accuracy > best.accuracy):
+            best = other
+    return best
+
+
+class EpochPruner:
+    """Decides after each epoch whether the running trial should stop. Build one with `make_pruner`."""
+
+    def __init__(
+        self,
+        rule: str,
+        directions: Sequence[str],
+        *,
+        warmup_epochs: int = DEFAULT_WARMUP_EPOCHS,
+        min_trials: int = DEFAULT_MIN_TRIALS,
+        margin: float = DEFAULT_MARGIN,
+        optuna_pruner: optuna.pruners.BasePruner | None = None,
+    ) -> None:
+        self.rule = rule
+        self.directions = list(directions)
+        self.warmup_epochs = warmup_epochs
+        self.min_trials = min_trials
+        self.margin = margin
+        self.optuna_pruner = optuna_pruner
+        self._study_info: dict[str, tuple[list[str], int | None]] = {}
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.directions) > 1
+
+    def describe(self) -> str:
+        """One line for logs, e.g. `front (warm-up 1 epoch, after 5 finished trials, margin 2.0 points)`."""
+        if self.rule == "none":
+            return "none"
+        parts = [
+            f"warm-up {self.warmup_epochs} epoch{'s' if self.warmup_epochs != 1 else ''}",
+            f"after {self.min_trials} finished trial{'s' if self.min_trials != 1 else ''}",
+        ]
+        if self.rule == "front":
+            parts.append(f"margin {self.margin:g} points")
+        return f"{self.rule} ({', '.join(parts)})"
+
+    def check(
+        self,
+        study: optuna.Study,
+        trial: optuna.Trial,
+        epoch: int,
+        accuracy: float,
+        costs: dict[str, float],
+    ) -> str | None:
+        """After `epoch` (counted from 1) with validation `accuracy` (percent): a reason to prune, or None.
+
+        `costs` holds the running trial's cost objectives by name (e.g. {"flops": ..., "params": ...}),
+        in the units of the trial values.
+        """
+        if not self.multi_objective:
+            # Single-objective: the accuracy goes to Optuna whatever the rule, so later trials (and
+            # Optuna's dashboard) see the learning curve.
+            trial.report(float(accuracy), epoch)
+        if self.rule == "none":
+            return None
+        if self.rule in OPTUNA_RULES:
+            # Ask Optuna at every epoch, warm-up included: successive halving and Hyperband record each
+            # trial's rung values while answering, and later trials are ranked against them.
+            return self._check_optuna(study, trial, epoch, accuracy, costs)
+        if epoch <= self.warmup_epochs or not math.isfinite(accuracy):
+            return None
+        names, total_epochs = self._info(study, costs)
+        if total_epochs is not None and epoch >= total_epochs:
+            return None
+        return self._check_front(study, trial, epoch, accuracy, costs, names, total_epochs)
+
+    def _check_front(
+        self,
+        study: optuna.Study,
+        trial: optuna.Trial,
+        epoch: int,
+        accuracy: float,
+        costs: Mapping[str, float],
+        names: list[str],
+        total_epochs: int | None,
+    ) -> str | None:
+        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if len(complete) < self.min_trials:
+            return None
+        cost_names = names[1:]
+        try:
+            ours = tuple(float(costs[name]) for name in cost_names)
+        except KeyError as exc:
+            raise ValueError(f"costs: missing objective {exc.args[0]!r}; expected {cost_names}") from None
+        finished = list(_finished_at(complete, epoch, len(cost_names)))
+        if total_epochs is None:
+            # No proxy settings in the study: the finished curves say how long training is.
+            longest = max((len(t.user_attrs.get("accuracies") or ()) for t in complete), default=0)
+            if longest and epoch >= longest:
+                return None
+        dominator = find_dominator(accuracy, ours, finished, self.margin)
+        if dominator is not None and dominator.key is not None:
+            # Only now read our own key: repeats of this candidate must not prune it.
+            key = trial.user_attrs.get("key")
+            if key is not None and dominator.key == key:
+                dominator = find_dominator(accuracy, ours, finished, self.margin, key=key)
+        if dominator is None:
+            return None
+        than = ", ".join(
+            f"{name} {_fmt(theirs)} <= {_fmt(mine)}"
+            for name, theirs, mine in zip(cost_names, dominator.costs, ours, strict=True)
+        )
+        where = f" with {than}" if than else ""
+        return (
+            f"epoch {epoch}: {accuracy:.2f}% is dominated by trial {dominator.number} "
+            f"({dominator.accuracy:.2f}% at epoch {epoch}{where}; margin {self.margin:g} points)"
+        )
+
+    def _check_optuna(
+        self, study: optuna.Study, trial: optuna.Trial, epoch: int, accuracy: float, costs: Mapping[str, float]
+    ) -> str | None:
+        assert self.optuna_pruner is not None
+        owner = trial.study
+        if owner.pruner is not self.optuna_pruner:
+            owner.pruner = self.optuna_pruner
+        if not trial.should_prune() or epoch <= self.warmup_epochs:
+            return None
+        _, total_epochs = self._info(study, costs)
+        if total_epochs is not None and epoch >= total_epochs:
+            return None
+        if self.min_trials and len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) < self.min_trials:
+            return None
+        why = {
+            "median": "below the median of finished trials at this epoch",
+            "successive_halving": "not in the top of its successive-halving rung",
+            "hyperband": "not in the top of its Hyperband rung",
+        }[self.rule]
+        return f"epoch {epoch}: {accuracy:.2f}% is {why} ({type(self.optuna_pruner).__name__})"
+
+    def _info(self, study: optuna.Study, costs: Mapping[str, float]) -> tuple[list[str], int | None]:
+        """Objective names and proxy epochs, read once per study from its "gcsearch" user attr."""
+        cached = self._study_info.get(study.study_name)
+        if cached is not None:
+            return cached
+        meta = study.user_attrs.get("gcsearch") or {}
+        names = [str(o["name"]) for o in meta.get("objectives") or ()]
+        if len(names) != len(self.directions):
+            # No metadata (a study not made by gcsearch): accuracy first, then the costs in the order given.
+            names = ["accuracy", *list(costs)[: len(self.directions) - 1]]
+        epochs = (meta.get("proxy") or {}).get("epochs")
+        info = (names, int(epochs) if isinstance(epochs, int) and not isinstance(epochs, bool) else None)
+        self._study_info[study.study_name] = info
+        return info
+
+
+def _finished_at(trials: Iterable[FrozenTrial], epoch: int, n_costs: int) -> Iterable[Finished]:
+    """Feasible finished trials with a recorded accuracy at `epoch` and finite cost values."""
+    for t in trials:
+        accuracies = t.user_attrs.get("accuracies")
+        values = t.values
+        if not accuracies or len(accuracies) < epoch or values is None or len(values) != n_costs + 1:
+            continue
+        if any(c > 0 for c in t.constraints.values()):
+            continue
+        acc = float(accuracies[epoch - 1])
+        costs = tuple(float(v) for v in values[1:])
+        if not math.isfinite(acc) or not all(math.isfinite(c) for c in costs):
+            continue
+        yield Finished(t.number, acc, costs, t.user_attrs.get("key"))
+
+
+def _fmt(value: float) -> str:
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(value) >= scale:
+            return f"{value / scale:.3g}{unit}"
+    return f"{value:.3g}"
+
+
+# --- configuration -----------------------------------------------------------------------------------
+
+
+def default_rule(directions: Sequence[str], sampler: str) -> str:
+    """The rule a study gets without a [pruning] table: none for grids, front (or median) otherwise."""
+    if sampler == "grid":
+        return "none"
+    return "front" if len(directions) > 1 else "median"
+
+
+def make_pruner(config: dict | None, directions: list[str], sampler: str = "tpe") -> EpochPruner:
+    """Build the pruner a study's [pruning] table asks for.
+
+    `directions` are the study's objective directions, accuracy ("maximize") first, costs ("minimize")
+    after it. Raises InputError with a message starting with the offending key (`pruning.rule: ...`).
+    """
+    directions = [_direction(d) for d in directions]
+    if not directions or directions[0] != "maximize" or any(d != "minimize" for d in directions[1:]):
+        raise ValueError(f"directions: expected 'maximize' (accuracy) then 'minimize' costs, got {directions}")
+    if config is not None and not isinstance(config, Mapping):
+        raise InputError(f"pruning: expected a table, got {type(config).__name__}")
+    config = dict(config or {})
+
+    rule = config.get("rule", default_rule(directions, sampler))
+    if not isinstance(rule, str) or rule not in RULES:
+        raise InputError(f"pruning.rule: {rule!r} is not one of {', '.join(RULES)}")
+    multi = len(directions) > 1
+    if multi and rule in OPTUNA_RULES:
+        raise InputError(
+            f"pruning.rule: {rule!r} works on single-objective studies only (Optuna cannot prune several "
+            "objectives); use 'front' or 'none'"
+        )
+    for key in config:
+        if key in COMMON_KEYS or key in RULE_KEYS[rule]:
+            continue
+        owners = [r for r, keys in RULE_KEYS.items() if key in keys]
+        if owners:
+            raise InputError(f"pruning.{key}: applies to rule {' or '.join(map(repr, owners))} only, not {rule!r}")
+        known = sorted({*COMMON_KEYS, *(k for keys in RULE_KEYS.values() for k in keys)})
+        raise InputError(f"pruning.{key}: unknown key; known keys: {', '.join(known)}")
+
+    warmup = _int(config, "warmup_epochs", DEFAULT_WARMUP_EPOCHS, minimum=0)
+    min_trials = _int(config, "min_trials", DEFAULT_MIN_TRIALS, minimum=0)
+    margin = _float(config, "margin", DEFAULT_MARGIN, minimum=0.0)
+
+    optuna_pruner: optuna.pruners.BasePruner | None = None
+    if rule == "median":
+        # Optuna counts steps as we do (epochs from 1); the first prunable epoch is warmup + 1.
+        optuna_pruner = optuna.pruners.MedianPruner(n_startup_trials=min_trials, n_warmup_steps=warmup + 1)
+    elif rule == "successive_halving":
+        optuna_pruner = optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=_int(config, "min_resource", 1, minimum=1),
+            reduction_factor=_int(config, "reduction_factor", 3, minimum=2),
+            min_early_stopping_rate=_int(config, "min_early_stopping_rate", 0, minimum=0),
+        )
+    elif rule == "hyperband":
+        min_resource = _int(config, "min_resource", 1, minimum=1)
+        max_resource: int | str = config.get("max_resource", "auto")
+        if max_resource != "auto":
+            if isinstance(max_resource, str):
+                raise InputError(f"pruning.max_resource: expected an integer or 'auto', got {max_resource!r}")
+            max_resource = _int(config, "max_resource", 0, minimum=min_resource)
+        optuna_pruner = optuna.pruners.HyperbandPruner(
+            min_resource=min_resource,
+            max_resource=max_resource,
+            reduction_factor=_int(config, "reduction_factor", 3, minimum=2),
+        )
+    return EpochPruner(
+        rule,
+        directions,
+        warmup_epochs=warmup,
+        min_trials=min_trials,
+        margin=margin,
+        optuna_pruner=optuna_pruner,
+    )
+
+
+def _direction(d: Any) -> str:
+    if isinstance(d, optuna.study.StudyDirection):
+        return "maximize" if d == optuna.study.StudyDirection.MAXIMIZE else "minimize"
+    return str(d).lower()
+
+
+def _int(config: Mapping[str, Any], key: str, default: int, *, minimum: int) -> int:
+    value = config.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InputError(f"pruning.{key}: expected an integer, got {value!r}")
+    if value < minimum:
+        raise InputError(f"pruning.{key}: must be >= {minimum}, got {value}")
+    return value
+
+
+def _float(config: Mapping[str, Any], key: str, default: float, *, minimum: float) -> float:
+    value = config.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InputError(f"pruning.{key}: expected a number, got {value!r}")
+    if value < minimum:
+        raise InputError(f"pruning.{key}: must be >= {minimum:g}, got {value:g}")
+    return float(value)
