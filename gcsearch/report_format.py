@@ -1,0 +1,246 @@
+"""Report output: the rich/plain table's columns, CSV and JSON (every column unrounded), Markdown, LaTeX.
+
+The shown formats (table, Markdown, LaTeX) round for reading; CSV and JSON carry the raw numbers (FLOPs and
+params as counts, accuracy in %, latency in ms) so that they parse back to exactly what the report computed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Callable
+from typing import Any
+
+from gcsearch.errors import InputError
+from gcsearch.report import Report, Row, _format_value, _stages_short
+
+__all__ = ["FORMATS", "display_columns", "export_records", "header_lines", "render", "to_csv", "to_json",
+           "to_latex", "to_markdown"]
+
+FORMATS = ("table", "csv", "json", "markdown", "latex")
+
+
+def value_text(row: Row, dim: str | None) -> str:
+    """The ablation column's cell: the dimension's value ("baseline" for the baseline row)."""
+    if row.baseline:
+        return "baseline"
+    if dim == "stages":
+        return _stages_short(row.value) or "-"
+    return _format_value(row.value)
+
+
+# -- exports --------------------------------------------------------------------------------------------
+def export_columns(report: Report) -> list[str]:
+    cols = list(Row(key="", candidate="", label="", spec=None, trials=[]).to_dict())
+    if report.view == "ablation":
+        cols.insert(0, report.by or "value")
+    return cols
+
+
+def export_records(report: Report) -> list[dict[str, Any]]:
+    """The rows as dicts of every column, unrounded (CSV and JSON write these)."""
+    records = []
+    for row in report.rows:
+        record = row.to_dict()
+        if report.view == "ablation":
+            record = {report.by or "value": "baseline" if row.baseline else row.value, **record}
+        records.append(record)
+    return records
+
+
+def to_json(report: Report) -> str:
+    """The header facts and every row, unrounded."""
+    payload = {"study": report.header(), "baseline": report.baseline.to_dict() if report.baseline else None,
+               "rows": export_records(report)}
+    return json.dumps(_json_safe(payload), indent=2, allow_nan=False) + "\n"
+
+
+def _json_safe(value: Any) -> Any:
+    """Non-finite numbers become null (JSON has none); tuples become lists."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+def to_csv(report: Report) -> str:
+    """One line per row, every column unrounded; lists joined with ';' (stages with '+'), None empty."""
+    buf = io.StringIO()
+    cols = export_columns(report)
+    writer = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+    writer.writeheader()
+    for record in export_records(report):
+        writer.writerow({k: _csv_cell(k, record.get(k)) for k in cols})
+    return buf.getvalue()
+
+
+def _csv_cell(column: str, value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return ("+" if column in ("stages",) else ";").join(str(v) for v in value)
+    if isinstance(value, float):
+        return repr(value)
+    return value
+
+
+# Shown (rounded) columns for table, Markdown and LaTeX: title, cell function, alignment ("l" or "r").
+Column = tuple[str, Callable[[Row], str], str]
+
+
+def display_columns(report: Report) -> list[Column]:
+    cols: list[Column] = []
+    if report.view == "ablation":
+        cols.append((report.by or "value", lambda r: value_text(r, report.by), "l"))
+    cols.append(("rank", lambda r: "-" if r.rank is None else str(r.rank), "r"))
+    if report.view == "all":
+        cols.append(("front", front_marker, "l"))
+    cols += [
+        ("trials", trials_text, "l"),
+        ("candidate", lambda r: r.candidate, "l"),
+        ("accuracy % (n)", accuracy_text, "r"),
+        ("GFLOPs", lambda r: gflops_text(r.flops), "r"),
+        ("params M", lambda r: "-" if r.params is None else f"{r.params / 1e6:.3f}", "r"),
+    ]
+    if report.has_latency:
+        cols.append(("latency ms", lambda r: "-" if r.latency_ms is None else f"{r.latency_ms:.2f}", "r"))
+    if report.baseline is not None:
+        cols += [
+            ("Δacc pts", lambda r: _signed(r.delta_accuracy, 2, ""), "r"),
+            ("ΔFLOPs", lambda r: _signed(r.delta_flops_pct, 1, "%"), "r"),
+            ("Δparams", lambda r: _signed(r.delta_params_pct, 1, "%"), "r"),
+        ]
+        if report.has_latency:
+            cols.append(("Δlatency", lambda r: _signed(r.delta_latency_pct, 1, "%"), "r"))
+    return cols
+
+
+def front_marker(row: Row) -> str:
+    """'*' on the front, the violated constraints for an infeasible row ("over max_flops"), empty otherwise."""
+    if row.pareto:
+        return "*"
+    return "" if row.feasible else "over " + ",".join(row.violated)
+
+
+def trials_text(row: Row, limit: int = 4) -> str:
+    numbers = [str(n) for n in row.trials]
+    if len(numbers) > limit:
+        numbers = numbers[:limit - 1] + [f"... (+{len(row.trials) - limit + 1})"]
+    return ",".join(numbers) if numbers else "-"
+
+
+def accuracy_text(row: Row, digits: int = 2) -> str:
+    if row.accuracy is None:
+        return "-"
+    if row.accuracy_std is None:
+        return f"{row.accuracy:.{digits}f} ({row.n})"
+    return f"{row.accuracy:.{digits}f} ± {row.accuracy_std:.{digits}f} ({row.n})"
+
+
+def gflops_text(flops: float | None) -> str:
+    if flops is None:
+        return "-"
+    g = flops / 1e9
+    return f"{g:.3f}" if g >= 1 else f"{g:#.3g}"
+
+
+def _signed(value: float | None, digits: int, suffix: str) -> str:
+    if value is None:
+        return "-"
+    if abs(value) < 0.5 * 10 ** -digits:
+        value = 0.0
+    return f"{value:+.{digits}f}{suffix}"
+
+
+def header_lines(report: Report) -> list[str]:
+    """The facts above a table, as plain lines."""
+    p = report.proxy
+    lines = [f"study {report.study} ({report.storage})"]
+    if p:
+        budget = ", ".join(f"{k.replace('_', ' ')} {p[k]}" for k in
+                           ("image_size", "train_size", "val_size", "epochs", "batch_size", "schedule") if k in p)
+        lines.append(f"dataset {p.get('dataset', '?')}; proxy budget: {budget}")
+    if report.devices:
+        lines.append("device " + ", ".join(f"{d} ({n} trials)" if len(report.devices) > 1 else d
+                                           for d, n in report.devices.items()))
+    c = report.counts
+    lines.append(f"trials: {c.get('COMPLETE', 0)} complete, {c.get('PRUNED', 0)} pruned, {c.get('FAIL', 0)} failed, "
+                 f"{c.get('RUNNING', 0)} running" + (f", {c['WAITING']} waiting" if c.get("WAITING") else ""))
+    feasible = sum(r.feasible for r in report.candidates)
+    lines.append(f"candidates: {len(report.candidates)} finished, {feasible} feasible, {len(report.front)} on the "
+                 f"front of {', '.join(f'{m.name} ({m.direction[:3]})' for m in report.objectives)}")
+    if report.hypervolume is not None:
+        ref = ", ".join(f"{m.name} {_num(report.reference[m.name])} {m.unit}" for m in report.objectives)
+        lines.append(f"hypervolume {_num(report.hypervolume)} {report.hypervolume_unit}; reference point ({ref}) "
+                     f"= {report.reference_rule}")
+    if report.baseline is not None:
+        b = report.baseline
+        lines.append(f"baseline (block none): accuracy {accuracy_text(b)} %, {gflops_text(b.flops)} GFLOPs, "
+                     f"{(b.params or 0) / 1e6:.3f} M params, trials {trials_text(b)}")
+    else:
+        lines.append("baseline: no finished trial with block none, so no deltas")
+    if report.view == "ablation":
+        lines.append(f"ablation by {report.by}: one row per value, trials of every candidate with it pooled")
+    return lines
+
+
+def _num(x: float) -> str:
+    return f"{x:.4g}" if abs(x) < 1e5 else f"{x:.4e}"
+
+
+def to_markdown(report: Report) -> str:
+    """Header facts as a list, then a pipe table of the shown (rounded) columns."""
+    cols = display_columns(report)
+    lines = [f"- {_md_escape(line)}" for line in header_lines(report)] + [""]
+    lines.append("| " + " | ".join(_md_escape(t) for t, _, _ in cols) + " |")
+    lines.append("|" + "|".join(":---" if align == "l" else "---:" for _, _, align in cols) + "|")
+    for row in report.rows:
+        lines.append("| " + " | ".join(_md_escape(f(row)) for _, f, _ in cols) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _md_escape(text: str) -> str:
+    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+                  "±": r"$\pm$", "Δ": r"$\Delta$"}
+
+
+def latex_escape(text: str) -> str:
+    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in str(text))
+
+
+def to_latex(report: Report) -> str:
+    """A tabular (no packages needed) of the shown columns, the header facts as comments above it."""
+    cols = display_columns(report)
+    lines = [f"% {line}" for line in header_lines(report)]
+    lines.append(r"\begin{tabular}{" + "".join(align for _, _, align in cols) + "}")
+    lines.append(r"\hline")
+    lines.append(" & ".join(latex_escape(t) for t, _, _ in cols) + r" \\")
+    lines.append(r"\hline")
+    for row in report.rows:
+        lines.append(" & ".join(latex_escape(f(row)) for _, f, _ in cols) + r" \\")
+    lines.append(r"\hline")
+    lines.append(r"\end{tabular}")
+    return "\n".join(lines) + "\n"
+
+
+
+
+def render(report: Report, fmt: str) -> str:
+    """The report as text in one of the file formats (csv, json, markdown, latex)."""
+    writers = {"csv": to_csv, "json": to_json, "markdown": to_markdown, "latex": to_latex}
+    if fmt not in writers:
+        raise InputError(f"format: unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
+    return writers[fmt](report)
