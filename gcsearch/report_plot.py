@@ -1,0 +1,138 @@
+"""Accuracy against FLOPs for a report: every trial, the Pareto front as a step line, the baseline marked.
+
+matplotlib is an optional extra (`pip install 'gcsearch[plots]'`); it is imported only here, with the
+non-interactive Agg backend, so the report works without it and a plot never needs a display.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from gcsearch.errors import InputError
+from gcsearch.report import METRICS, Report, Row, nondominated_ranks
+
+PLOT_SUFFIXES = (".png", ".svg")
+MAX_LABELS = 12
+
+
+def check_plot_path(path: str | Path) -> Path:
+    """The plot's path, once its suffix is known and matplotlib is importable."""
+    path = Path(path)
+    if path.suffix.lower() not in PLOT_SUFFIXES:
+        raise InputError(f"plot: {path.name}: the file name must end in .png or .svg")
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise InputError("plot: matplotlib is not installed; pip install 'gcsearch[plots]'") from None
+    if not path.parent.exists():
+        raise InputError(f"plot: {path.parent}: no such directory")
+    return path
+
+
+def accuracy_flops_front(rows: list[Row]) -> list[Row]:
+    """Feasible rows on the accuracy-vs-FLOPs front, cheapest first (what the step line joins)."""
+    ranked = [r for r in rows if r.feasible and r.accuracy is not None and r.flops is not None]
+    if not ranked:
+        return []
+    acc, flops = METRICS["accuracy"], METRICS["flops"]
+    loss = np.array([[acc.sign * r.accuracy, flops.sign * r.flops] for r in ranked])
+    front = [r for r, rank in zip(ranked, nondominated_ranks(loss), strict=True) if rank == 1]
+    return sorted(front, key=lambda r: (r.flops, -r.accuracy))
+
+
+def write_plot(report: Report, path: str | Path) -> Path:
+    """Draw the report's trials and front into `path` (.png or .svg) and return the path."""
+    path = check_plot_path(path)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = [p for p in report.points if p.accuracy is not None and p.flops is not None]
+    top = max((p.flops for p in points), default=1e9)
+    scale, unit = (1e-9, "GFLOPs") if top >= 1e9 else (1e-6, "MFLOPs")
+
+    fig, ax = plt.subplots(figsize=(9.5, 6.0), dpi=150, layout="constrained")
+    feasible = [p for p in points if p.feasible]
+    infeasible = [p for p in points if not p.feasible]
+    ax.scatter([p.flops * scale for p in feasible], [p.accuracy for p in feasible], s=14, color="0.55",
+               alpha=0.6, linewidths=0, label=f"trial ({len(feasible)})", zorder=2)
+    if infeasible:
+        ax.scatter([p.flops * scale for p in infeasible], [p.accuracy for p in infeasible], s=18, marker="x",
+                   color="0.65", linewidths=0.9, label=f"infeasible trial ({len(infeasible)})", zorder=2)
+
+    front = accuracy_flops_front(report.candidates)
+    if front:
+        xs = np.array([r.flops * scale for r in front])
+        ys = np.array([r.accuracy for r in front])
+        right = max(xs.max(), max((p.flops * scale for p in points), default=xs.max()))
+        ax.step(np.append(xs, right), np.append(ys, ys[-1]), where="post", color="tab:blue", linewidth=1.6,
+                zorder=3, label=f"Pareto front, mean of repeats ({len(front)})")
+        errors = [r.accuracy_std or 0.0 for r in front]
+        ax.errorbar(xs, ys, yerr=errors, fmt="o", color="tab:blue", markersize=6, capsize=3, zorder=4)
+
+    base = report.baseline
+    if base is not None and base.accuracy is not None and base.flops is not None:
+        ax.axhline(base.accuracy, color="tab:red", linestyle="--", linewidth=1.0, zorder=1)
+        ax.scatter([base.flops * scale], [base.accuracy], marker="*", s=220, color="tab:red", edgecolors="white",
+                   linewidths=0.8, zorder=5, label=f"baseline, no block ({base.accuracy:.2f} %)")
+
+    limits = report.meta.get("constraints") if isinstance(report.meta.get("constraints"), dict) else {}
+    if isinstance(limits.get("max_flops"), (int, float)):
+        ax.axvline(limits["max_flops"] * scale, color="0.35", linestyle=":", linewidth=1.0, zorder=1,
+                   label=f"FLOPs limit ({limits['max_flops'] * scale:.4g} {unit})")
+
+    _label_front(ax, fig, front, scale)
+    ax.set_xlabel(f"FLOPs per image ({unit}, 1 FLOP = 1 multiply-add)")
+    ax.set_ylabel("validation accuracy (%)")
+    dataset = report.proxy.get("dataset")
+    counts = report.counts
+    ax.set_title(f"{report.study}: accuracy vs FLOPs" + (f" on {dataset}" if dataset else "")
+                 + f"\n{counts.get('COMPLETE', 0)} finished trials, {len(report.candidates)} candidates",
+                 fontsize=11)
+    ax.grid(True, color="0.9", linewidth=0.8, zorder=0)
+    ax.margins(x=0.08, y=0.12)
+    ax.legend(loc="best", fontsize=8, framealpha=0.9)
+    fig.savefig(path, format=path.suffix.lower().lstrip("."))
+    plt.close(fig)
+    return path
+
+
+def _label_front(ax, fig, front: list[Row], scale: float) -> None:
+    """Short labels beside the front points, nudged apart vertically until no two overlap."""
+    if not front:
+        return
+    chosen = front
+    if len(front) > MAX_LABELS:  # label an evenly spread subset; the rest stay as points on the line
+        idx = np.unique(np.linspace(0, len(front) - 1, MAX_LABELS).round().astype(int))
+        chosen = [front[i] for i in idx]
+    texts = []
+    for row in chosen:
+        text = ax.annotate(row.candidate, (row.flops * scale, row.accuracy), xytext=(8, -4),
+                           textcoords="offset points", fontsize=7.5, ha="left", va="top", zorder=6,
+                           bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "0.8", "alpha": 0.85},
+                           arrowprops={"arrowstyle": "-", "color": "0.5", "linewidth": 0.6})
+        texts.append(text)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    offsets = [list(t.xyann) for t in texts]
+    for _ in range(60):
+        moved = False
+        boxes = [t.get_window_extent(renderer) for t in texts]
+        for i in range(len(texts)):
+            for j in range(i + 1, len(texts)):
+                a, b = boxes[i], boxes[j]
+                if a.overlaps(b):
+                    # Push the lower box down (in points: pixels * 72 / dpi), a little more than the overlap.
+                    lower, upper = (i, j) if a.y0 < b.y0 else (j, i)
+                    overlap = min(a.y1, b.y1) - max(a.y0, b.y0)
+                    offsets[lower][1] -= (overlap + 2) * 72 / fig.dpi
+                    offsets[upper][1] += 1 * 72 / fig.dpi
+                    texts[lower].xyann = tuple(offsets[lower])
+                    texts[upper].xyann = tuple(offsets[upper])
+                    moved = True
+        if not moved:
+            break
+        fig.canvas.draw()
