@@ -84,7 +84,6 @@ def write_plot(report: Report, path: str | Path) -> Path:
         ax.axvline(limits["max_flops"] * scale, color="0.35", linestyle=":", linewidth=1.0, zorder=1,
                    label=f"FLOPs limit ({limits['max_flops'] * scale:.4g} {unit})")
 
-    _label_front(ax, fig, front, scale)
     ax.set_xlabel(f"FLOPs per image ({unit}, 1 FLOP = 1 multiply-add)")
     ax.set_ylabel("validation accuracy (%)")
     dataset = report.proxy.get("dataset")
@@ -95,44 +94,62 @@ def write_plot(report: Report, path: str | Path) -> Path:
     ax.grid(True, color="0.9", linewidth=0.8, zorder=0)
     ax.margins(x=0.08, y=0.12)
     ax.legend(loc="best", fontsize=8, framealpha=0.9)
+    _label_front(ax, fig, front, scale)
     fig.savefig(path, format=path.suffix.lower().lstrip("."))
     plt.close(fig)
     return path
 
 
 def _label_front(ax, fig, front: list[Row], scale: float) -> None:
-    """Short labels beside the front points, nudged apart vertically until no two overlap."""
+    """Short labels beside the front points, stacked so that no two overlap.
+
+    Nothing dominates a front point, so the area above and to the left of the step line is empty: each label
+    sits there (above-left of its point, or above-right near the left edge). Labels are placed cheapest
+    first, each lifted above any earlier label it would touch; the y axis grows if the stack needs room.
+    """
+    from matplotlib.text import Text
+
     if not front:
         return
     chosen = front
     if len(front) > MAX_LABELS:  # label an evenly spread subset; the rest stay as points on the line
         idx = np.unique(np.linspace(0, len(front) - 1, MAX_LABELS).round().astype(int))
         chosen = [front[i] for i in idx]
-    texts = []
-    for row in chosen:
-        text = ax.annotate(row.candidate, (row.flops * scale, row.accuracy), xytext=(8, -4),
-                           textcoords="offset points", fontsize=7.5, ha="left", va="top", zorder=6,
-                           bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "0.8", "alpha": 0.85},
-                           arrowprops={"arrowstyle": "-", "color": "0.5", "linewidth": 0.6})
-        texts.append(text)
-    fig.canvas.draw()
-    renderer = fig.canvas.get_renderer()
-    offsets = [list(t.xyann) for t in texts]
-    for _ in range(60):
-        moved = False
-        boxes = [t.get_window_extent(renderer) for t in texts]
-        for i in range(len(texts)):
-            for j in range(i + 1, len(texts)):
-                a, b = boxes[i], boxes[j]
-                if a.overlaps(b):
-                    # Push the lower box down (in points: pixels * 72 / dpi), a little more than the overlap.
-                    lower, upper = (i, j) if a.y0 < b.y0 else (j, i)
-                    overlap = min(a.y1, b.y1) - max(a.y0, b.y0)
-                    offsets[lower][1] -= (overlap + 2) * 72 / fig.dpi
-                    offsets[upper][1] += 1 * 72 / fig.dpi
-                    texts[lower].xyann = tuple(offsets[lower])
-                    texts[upper].xyann = tuple(offsets[upper])
-                    moved = True
-        if not moved:
-            break
+    texts = [ax.annotate(row.candidate, (row.flops * scale, row.accuracy), xytext=(0, 0), textcoords="offset points",
+                         fontsize=7.5, va="bottom", zorder=6,
+                         bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "0.75", "alpha": 0.9},
+                         arrowprops={"arrowstyle": "-", "color": "0.5", "linewidth": 0.6, "shrinkA": 0, "shrinkB": 3})
+             for row in chosen]
+    for text in texts:
+        text.set_in_layout(False)  # the labels move after layout; the axes' frame must not shrink for them
+    for _ in range(3):  # again after the y axis grew for the stack (its pixel scale changed)
         fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        frame = ax.get_window_extent(renderer)
+        gap = 5.0
+        pad = 0.2 * 7.5 * fig.dpi / 72  # the label's box pad, which its text extent leaves out
+        front_px = [ax.transData.transform((r.flops * scale, r.accuracy)) for r in chosen]
+        placed: list[tuple[float, float, float, float]] = []
+        for text, (px, py) in zip(texts, front_px, strict=True):
+            box = Text.get_window_extent(text, renderer)  # the text alone; an Annotation's own extent has the arrow
+            w, h = box.width + 2 * pad, box.height + 2 * pad
+            left_side = px - gap - w > frame.x0 + 2
+            x0 = px - gap - w if left_side else px + gap
+            # Stay above the step line over the label's width: the empty side of the front.
+            floor = max((qy for qx, qy in front_px if qx <= x0 + w), default=py)
+            bottom = max(py, floor) + gap
+            moved = True
+            while moved:
+                moved = False
+                for (a0, a1, b0, b1) in placed:
+                    if x0 < a1 + 1 and a0 < x0 + w + 1 and bottom < b1 + 1 and b0 < bottom + h + 1:
+                        bottom, moved = b1 + 1, True
+            placed.append((x0, x0 + w, bottom, bottom + h))
+            text.set_horizontalalignment("right" if left_side else "left")
+            anchor_x = x0 + w - pad if left_side else x0 + pad
+            text.xyann = ((anchor_x - px) * 72 / fig.dpi, (bottom + pad - py) * 72 / fig.dpi)
+        top = max(b1 for _, _, _, b1 in placed)
+        if top <= frame.y1 - 2:
+            break
+        lo, hi = ax.get_ylim()
+        ax.set_ylim(lo, hi + (top - frame.y1 + 6) * (hi - lo) / frame.height * 1.1)
