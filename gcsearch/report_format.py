@@ -35,7 +35,7 @@ def value_text(row: Row, dim: str | None) -> str:
 def export_columns(report: Report) -> list[str]:
     cols = list(Row(key="", candidate="", label="", spec=None, trials=[]).to_dict())
     if report.view == "ablation":
-        cols.insert(0, report.by or "value")
+        cols.insert(0, f"by_{report.by}")  # the spec's own column of that name stays as it is
     return cols
 
 
@@ -45,7 +45,7 @@ def export_records(report: Report) -> list[dict[str, Any]]:
     for row in report.rows:
         record = row.to_dict()
         if report.view == "ablation":
-            record = {report.by or "value": "baseline" if row.baseline else row.value, **record}
+            record = {f"by_{report.by}": "baseline" if row.baseline else row.value, **record}
         records.append(record)
     return records
 

@@ -92,12 +92,12 @@ def report(
         else:
             output.write_text(text, encoding="utf-8")
     if output is not None:
-        err_console.print(f"wrote {output} ({len(rep.rows)} rows, {fmt})", highlight=False)
+        err_console.print(f"wrote {output} ({len(rep.rows)} rows, {fmt})", highlight=False, soft_wrap=True)
     if plot is not None:
         from gcsearch.report_plot import write_plot
 
         write_plot(rep, plot)
-        err_console.print(f"wrote {plot}", highlight=False)
+        err_console.print(f"wrote {plot}", highlight=False, soft_wrap=True)
 
 
 def print_table(rep: Report, out: Console) -> None:

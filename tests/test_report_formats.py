@@ -1,0 +1,139 @@
+"""Every output format of the report: CSV/JSON round-trip, Markdown and LaTeX well-formed, the plot valid."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+from report_study import build_hand_study
+
+from gcsearch.report import read_report
+from gcsearch.report_format import display_columns, export_columns, render
+from gcsearch.report_plot import write_plot
+
+NUMERIC = ("accuracy", "accuracy_std", "flops", "params", "block_flops", "block_params", "train_seconds",
+           "delta_accuracy", "delta_flops_pct", "delta_params_pct")
+
+
+@pytest.fixture(scope="module")
+def storage(tmp_path_factory) -> str:
+    return build_hand_study(tmp_path_factory.mktemp("formats") / "hand.db")
+
+
+@pytest.fixture(scope="module", params=["all", "front", "ablation"])
+def report(request, storage):
+    rep = read_report(storage, show_all=request.param == "all", by="stages" if request.param == "ablation" else None)
+    if request.param == "front":
+        rep = read_report(storage, objectives="accuracy,flops,params", by=None, show_all=False)
+        rep.view, rep.by = "front", None  # the plain front view, whichever view was picked automatically
+        rep.rows = list(rep.front)
+    return rep
+
+
+def test_csv_round_trips_every_number(report):
+    text = render(report, "csv")
+    parsed = list(csv.DictReader(io.StringIO(text)))
+    assert list(parsed[0]) == export_columns(report)
+    assert len(parsed) == len(report.rows)
+    for line, row in zip(parsed, report.rows, strict=True):
+        for column in NUMERIC:
+            value = getattr(row, column)
+            assert (float(line[column]) if line[column] else None) == value, column  # exact, not rounded
+        assert [int(n) for n in line["trials"].split(";")] == row.trials
+        assert line["key"] == row.key and line["candidate"] == row.candidate
+        assert (int(line["rank"]) if line["rank"] else None) == row.rank
+        assert line["pareto"] == ("true" if row.pareto else "false")
+
+
+def test_json_round_trips_every_number(report):
+    payload = json.loads(render(report, "json"))
+    assert payload["study"]["hypervolume"] == report.hypervolume
+    assert payload["study"]["reference_point"] == report.reference
+    assert payload["study"]["counts"]["complete"] == report.counts["COMPLETE"]
+    assert len(payload["rows"]) == len(report.rows)
+    for record, row in zip(payload["rows"], report.rows, strict=True):
+        for column in NUMERIC:
+            assert record[column] == getattr(row, column), column
+        assert record["trials"] == row.trials and record["reused"] == row.reused
+        assert record["rank"] == row.rank and record["feasible"] == row.feasible
+        assert record["stages"] == (row.spec or {}).get("stages")
+
+
+def _cells(line: str) -> list[str]:
+    assert line.startswith("|") and line.endswith("|"), line
+    return re.split(r"(?<!\\)\|", line[1:-1])
+
+
+def test_markdown_table_is_well_formed(report):
+    text = render(report, "markdown")
+    table = [line for line in text.splitlines() if line.startswith("|")]
+    header, rule, *body = table
+    width = len(display_columns(report))
+    assert len(_cells(header)) == width
+    assert all(re.fullmatch(r":?-{3,}:?", cell) for cell in _cells(rule)) and len(_cells(rule)) == width
+    assert len(body) == len(report.rows)
+    assert all(len(_cells(line)) == width for line in body)
+    # Every non-table line is a list item of the header facts, and the hypervolume is among them.
+    facts = [line for line in text.splitlines() if line and not line.startswith("|")]
+    assert all(line.startswith("- ") for line in facts)
+    assert any("hypervolume" in line for line in facts)
+
+
+def test_latex_tabular_is_well_formed(report):
+    text = render(report, "latex")
+    lines = [line for line in text.splitlines() if not line.startswith("%")]
+    assert lines[0].startswith(r"\begin{tabular}{") and lines[-1] == r"\end{tabular}"
+    spec = re.fullmatch(r"\\begin\{tabular\}\{([lr]+)\}", lines[0]).group(1)
+    assert len(spec) == len(display_columns(report))
+    rows = [line for line in lines[1:-1] if line != r"\hline"]
+    assert len(rows) == len(report.rows) + 1  # the header row
+    for line in rows:
+        assert line.endswith(r" \\")
+        assert len(re.findall(r"(?<!\\)&", line)) == len(spec) - 1
+        assert not re.search(r"(?<!\\)[%_#]", line), line  # specials escaped
+        assert line.count("{") == line.count("}")
+        assert line.count("$") % 2 == 0
+    assert text.count(r"\begin{") == text.count(r"\end{")
+
+
+def test_unknown_format_is_one_line(report):
+    with pytest.raises(ValueError, match=r"^format: unknown format 'xml' \(choose from table, csv"):
+        render(report, "xml")
+
+
+def test_png_plot_is_a_real_image(storage, tmp_path):
+    import matplotlib.image
+
+    rep = read_report(storage, show_all=True)
+    path = write_plot(rep, tmp_path / "front.png")
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(data) > 20_000
+    pixels = matplotlib.image.imread(path)
+    assert pixels.shape[0] > 500 and pixels.shape[1] > 800
+    assert float(np.std(pixels[..., :3])) > 0.05  # not a blank canvas
+    # The front's color (tab:blue) and the baseline's (tab:red) are both drawn.
+    rgb = (pixels[..., :3] * 255).round()
+    assert np.any(np.all(np.abs(rgb - [31, 119, 180]) < 8, axis=-1))
+    assert np.any(np.all(np.abs(rgb - [214, 39, 40]) < 8, axis=-1))
+
+
+def test_svg_plot_parses_as_xml(storage, tmp_path):
+    rep = read_report(storage, show_all=True)
+    path = write_plot(rep, tmp_path / "front.svg")
+    assert path.stat().st_size > 20_000
+    root = ET.parse(path).getroot()
+    assert root.tag.endswith("svg")
+    assert len(list(root.iter())) > 100
+
+
+def test_plot_rejects_other_suffixes(storage, tmp_path):
+    rep = read_report(storage)
+    with pytest.raises(ValueError, match=r"^plot: front.jpg: the file name must end in .png or .svg$"):
+        write_plot(rep, tmp_path / "front.jpg")
+    assert not (tmp_path / "front.jpg").exists()
