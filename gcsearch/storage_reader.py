@@ -8,7 +8,8 @@ trial_system_attributes, trial_params) with a handful of plain SELECTs instead.
 
 Read-only by construction:
 - SQLite files are opened through `sqlite3` with a `file:...?mode=ro` URI, so the connection cannot
-  write and a missing file is an error instead of a new, empty database.
+  write and a missing file is an error instead of a new, empty database. (For a WAL-mode database SQLite
+  itself may add the -wal/-shm side files next to it, as any reader does; the database file is untouched.)
 - Every SELECT runs on its own (no transaction is kept open), so a worker's commit waits at most for
   one statement. Trials are read before their values and attributes: a trial seen as COMPLETE had its
   values committed in the same transaction that set its state, so they are always found.
@@ -137,12 +138,10 @@ def connect(storage: str) -> sa.Engine:
         if not path.is_file():
             where = "a directory, not a SQLite file" if path.is_dir() else "no such file"
             raise StorageError(f"storage: {path}: {where}")
-        uri = f"file:{quote(str(path.resolve()))}?mode=ro"
+        resolved = str(path.resolve())
 
         def creator() -> sqlite3.Connection:
-            # mode=ro: the connection can neither write nor create the file. isolation_level=None keeps
-            # each SELECT in its own implicit transaction, so no read lock outlives a statement.
-            return sqlite3.connect(uri, uri=True, timeout=30.0, isolation_level=None, check_same_thread=False)
+            return open_sqlite_readonly(resolved)
 
         engine = sa.create_engine("sqlite://", creator=creator, poolclass=NullPool)
     else:
@@ -153,6 +152,26 @@ def connect(storage: str) -> sa.Engine:
         if engine.dialect.name == "postgresql":
             engine = engine.execution_options(postgresql_readonly=True)
     return engine
+
+
+def open_sqlite_readonly(path: str) -> sqlite3.Connection:
+    """A connection that cannot write or create `path`.
+
+    mode=ro: no writes, no new file. isolation_level=None keeps each SELECT in its own implicit transaction,
+    so no read lock outlives a statement (in WAL mode readers never block the writer at all). A WAL database
+    needs its -shm index; where that cannot be created (a read-only mount, a copy on read-only media) the
+    file is opened as immutable instead, which is safe because nothing can write there either.
+    """
+    uri = f"file:{quote(path)}?mode=ro"
+    conn = sqlite3.connect(uri, uri=True, timeout=30.0, isolation_level=None, check_same_thread=False)
+    try:
+        conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+        return conn
+    except sqlite3.OperationalError as exc:
+        conn.close()
+        if "unable to open" not in str(exc):
+            raise
+    return sqlite3.connect(uri + "&immutable=1", uri=True, isolation_level=None, check_same_thread=False)
 
 
 class Reader:

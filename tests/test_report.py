@@ -216,6 +216,51 @@ def test_reading_never_writes_and_works_on_a_copy(storage, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["copied-from-elsewhere.db"]  # no journal left behind
 
 
+def test_wal_database_reads_and_stays_unchanged(storage, tmp_path):
+    """Workers keep SQLite in WAL mode; the report reads such a file (and a copy of one) without changing it."""
+    import sqlite3
+
+    path = tmp_path / "wal.db"
+    shutil.copy(storage.removeprefix("sqlite:///"), path)
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA journal_mode=WAL").fetchone() == ("wal",)
+    conn.close()
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert read_report(str(path), show_all=True).hypervolume == pytest.approx(10.52)
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before
+
+
+def test_read_only_media_fall_back_to_immutable(storage, tmp_path, monkeypatch):
+    """Where SQLite cannot create a WAL index next to the file (read-only mount), the file is read as immutable."""
+    import sqlite3
+
+    from gcsearch import storage_reader
+
+    real_connect = sqlite3.connect
+    opened = []
+
+    def connect(database, *args, **kwargs):
+        uri = str(database)
+        opened.append(uri)
+        conn = real_connect(database, *args, **kwargs)
+        if "immutable=1" in uri:
+            return conn
+
+        class CannotOpen:  # what a read-only mount answers for a WAL database without its -shm file
+            def execute(self, *a):
+                raise sqlite3.OperationalError("unable to open database file")
+
+            def close(self):
+                conn.close()
+
+        return CannotOpen()
+
+    monkeypatch.setattr(storage_reader.sqlite3, "connect", connect)
+    rep = read_report(storage, show_all=True)
+    assert rep.hypervolume == pytest.approx(10.52)
+    assert any(uri.endswith("?mode=ro&immutable=1") for uri in opened)
+
+
 def test_missing_database_is_an_error_and_is_not_created(tmp_path):
     missing = tmp_path / "missing.db"
     with pytest.raises(InputError, match="no such file"):

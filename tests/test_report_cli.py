@@ -164,10 +164,16 @@ WRITER = textwrap.dedent("""
 """)
 
 
-def test_reporting_while_a_worker_writes(tmp_path):
+@pytest.mark.parametrize("journal", ["delete", "wal"])
+def test_reporting_while_a_worker_writes(tmp_path, journal):
+    import sqlite3
+
     url = f"sqlite:///{tmp_path / 'live.db'}"
     optuna.create_study(storage=url, study_name="live", directions=["maximize", "minimize"])
-    n = 60
+    conn = sqlite3.connect(tmp_path / "live.db")  # workers run SQLite in WAL mode; Optuna alone uses a rollback journal
+    assert conn.execute(f"PRAGMA journal_mode={journal}").fetchone() == (journal,)
+    conn.close()
+    n = 24
     writer = subprocess.Popen([sys.executable, "-c", WRITER, url, str(n), str(Path(__file__).parent)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     reads, seen = 0, []
@@ -176,6 +182,7 @@ def test_reporting_while_a_worker_writes(tmp_path):
             rep = read_report(url, "live", show_all=True)
             seen.append(sum(r.n for r in rep.candidates))
             reads += 1
+            time.sleep(0.02)  # a report now and then, not a busy loop that starves the writer of CPU
     finally:
         _, err = writer.communicate(timeout=120)
     assert writer.returncode == 0, err
