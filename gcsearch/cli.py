@@ -17,6 +17,14 @@ from gcsearch.commands import report as report_cmd
 from gcsearch.commands import run as run_cmd
 from gcsearch.errors import InputError, RuntimeFailure
 
+try:  # typer >= 0.20 ships its own copy of click; its parse errors are not click's classes
+    from typer._click import exceptions as _typer_click
+except ImportError:  # pragma: no cover - older typer uses click itself
+    _typer_click = click.exceptions
+_USAGE_ERRORS = (click.UsageError, _typer_click.UsageError)
+_CLICK_ERRORS = (click.ClickException, _typer_click.ClickException)
+_NO_ARGS = getattr(_typer_click, "NoArgsIsHelpError", ())
+
 app = typer.Typer(
     name="gcsearch",
     help=(
@@ -51,16 +59,18 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in args
     try:
         app(args=args, prog_name="gcsearch", standalone_mode=False)
-    except click.exceptions.Exit as exc:
+    except (click.exceptions.Exit, typer.Exit) as exc:
         raise SystemExit(exc.exit_code) from None
-    except click.exceptions.Abort:
+    except _NO_ARGS:  # `gcsearch` alone: the help was printed
+        raise SystemExit(0) from None
+    except (click.exceptions.Abort, typer.Abort):
         fail("interrupted", 130)
-    except click.UsageError as exc:
+    except _USAGE_ERRORS as exc:
         if debug:
             raise
         where = f" (see 'gcsearch {exc.ctx.command_path.split(' ', 1)[-1]} --help')" if exc.ctx and " " in exc.ctx.command_path else ""
         fail(f"{exc.format_message()}{where}", 2)
-    except click.ClickException as exc:
+    except _CLICK_ERRORS as exc:
         if debug:
             raise
         fail(exc.format_message(), exc.exit_code or 1)
