@@ -13,6 +13,8 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from rich.cells import cell_len
+
 from gcsearch.errors import InputError
 from gcsearch.report import Report, Row, _format_value, _stages_short
 
@@ -195,6 +197,36 @@ def header_lines(report: Report) -> list[str]:
 
 def _num(x: float) -> str:
     return f"{x:.4g}" if abs(x) < 1e5 else f"{x:.4e}"
+
+
+COLUMN_GAP = "   "
+
+
+def _text_cells(report: Report, columns: list[Column]) -> tuple[list[list[str]], list[int]]:
+    cells = [[cell(row) for _, cell, _ in columns] for row in report.rows]
+    widths = [max([cell_len(title)] + [cell_len(r[i]) for r in cells]) for i, (title, _, _) in enumerate(columns)]
+    return cells, widths
+
+
+def text_table_width(report: Report, columns: list[Column]) -> int:
+    """Characters per line of `text_table` with these columns."""
+    _, widths = _text_cells(report, columns)
+    return sum(widths) + len(COLUMN_GAP) * (len(widths) - 1)
+
+
+def text_table(report: Report, columns: list[Column]) -> tuple[str, str, list[str]]:
+    """Header, rule and one line per row, columns padded to a common width (numbers right-aligned)."""
+    cells, widths = _text_cells(report, columns)
+
+    def line(values: list[str]) -> str:
+        parts = []
+        for value, width, (_, _, align) in zip(values, widths, columns, strict=True):
+            pad = " " * (width - cell_len(value))
+            parts.append(value + pad if align == "l" else pad + value)
+        return COLUMN_GAP.join(parts).rstrip()
+
+    header = line([title for title, _, _ in columns])
+    return header, "─" * (sum(widths) + len(COLUMN_GAP) * (len(widths) - 1)), [line(r) for r in cells]
 
 
 def to_markdown(report: Report) -> str:

@@ -73,9 +73,9 @@ def complete(name: str, accuracy: float, repeat: int = 0, **extra: Any) -> optun
                         state=TrialState.COMPLETE)
 
 
-def build_hand_study(path: Path, name: str = STUDY) -> str:
-    """Write the study into SQLite `path`; return its storage URL."""
-    url = f"sqlite:///{path}"
+def build_hand_study(path: Path | str, name: str = STUDY) -> str:
+    """Write the study into SQLite file `path` (or a storage URL); return its storage URL."""
+    url = path if isinstance(path, str) and "://" in path else f"sqlite:///{path}"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(storage=url, study_name=name, directions=["maximize", "minimize"])
     study.set_user_attr("gcsearch", study_meta())

@@ -8,7 +8,9 @@ from __future__ import annotations
 import hashlib
 import itertools
 import math
+import os
 import shutil
+import uuid
 
 import numpy as np
 import optuna
@@ -213,6 +215,12 @@ def test_reading_never_writes_and_works_on_a_copy(storage, tmp_path):
     assert len(rep.candidates) == 6
     read_report(storage)
     assert hashlib.sha256(open(path, "rb").read()).hexdigest() == before
+    import sqlalchemy as sa
+
+    from gcsearch.storage_reader import connect
+
+    with connect(storage).connect() as conn, pytest.raises(sa.exc.OperationalError, match="readonly database"):
+        conn.execute(sa.text("UPDATE studies SET study_name = 'x'"))  # the connection itself refuses to write
     assert sorted(p.name for p in tmp_path.iterdir()) == ["copied-from-elsewhere.db"]  # no journal left behind
 
 
@@ -307,3 +315,20 @@ def test_study_without_gcsearch_attributes_reads_user_attrs(tmp_path):
     assert [r.accuracy for r in rep.front] == [70.0, 72.0]
     assert rep.meta == {} and math.isfinite(rep.hypervolume)
     assert study_meta()["objectives"][0]["name"] == "accuracy"
+
+
+def test_postgresql_storage_reads_the_same_report():
+    """The same study in PostgreSQL (the CI's server) gives the same rows and hypervolume as in SQLite."""
+    url = os.environ.get("GCSEARCH_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("GCSEARCH_TEST_POSTGRES_URL is not set (the CI script sets it to its PostgreSQL server)")
+    name = f"report-test-{uuid.uuid4().hex[:8]}"
+    build_hand_study(url, name)
+    try:
+        rep = read_report(url, name, show_all=True)
+        assert rep.hypervolume == pytest.approx(10.52)
+        assert [r.rank for r in rep.rows] == [1, 1, 1, 2, 3, None]
+        assert rep.counts["COMPLETE"] == 9 and rep.counts["RUNNING"] == 1
+        assert name in [s.name for s in list_studies(url)]
+    finally:
+        optuna.delete_study(study_name=name, storage=url)

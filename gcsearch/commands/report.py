@@ -11,15 +11,16 @@ import typer
 from rich import box
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from gcsearch.commands import console, err_console
 from gcsearch.errors import InputError
 from gcsearch.report import DEFAULT_STORAGE, SORT_KEYS, SPEC_DIMS, Report, list_studies, load_trial, read_report
-from gcsearch.report_format import FORMATS, display_columns, header_lines, render
+from gcsearch.report_format import FORMATS, display_columns, header_lines, render, text_table, text_table_width
 from gcsearch.storage_reader import StudySummary, TrialRecord
 
 StorageOption = Annotated[str, typer.Option(
-    "--storage", metavar="URL",
+    "--storage", metavar="URL", envvar="GCSEARCH_STORAGE",
     help="Where the trials live: a SQLAlchemy URL (sqlite:///gcsearch.db, postgresql+psycopg://...) or the path "
          "of a SQLite file. Opened read-only; a missing file is an error, never a new database.")]
 StudyOption = Annotated[str | None, typer.Option(
@@ -114,35 +115,29 @@ def print_table(rep: Report, out: Console) -> None:
         out.print("no row to show: no finished candidate meets the constraints (see --all)", markup=False)
         return
     columns = display_columns(rep)
-    table = _rows_table(rep, columns)
     hidden = []
-    # On a narrow terminal, drop the least needed columns instead of squeezing every cell to "…".
+    # On a narrow terminal, drop the least needed columns instead of wrapping every line.
     for name in ("Δparams", "Δlatency", "params M", "trials", "front", "rank"):
-        if out.measure(table, options=out.options.update_width(10_000)).maximum <= out.width:
+        if text_table_width(rep, columns) <= out.width:
             break
         if any(title == name for title, _, _ in columns):
             columns = [c for c in columns if c[0] != name]
             hidden.append(name)
-            table = _rows_table(rep, columns)
-    out.print(table)
+    # A plain fixed-width table: rich's Table measures every cell several times, which takes seconds for
+    # the thousands of rows of `--all` on a large study.
+    titles = {"front": "Pareto front", "all": "All finished candidates", "ablation": f"Ablation by {rep.by}"}
+    header, rule, lines = text_table(rep, columns)
+    text = Text()
+    text.append(titles[rep.view] + "\n", style="italic")
+    text.append(header + "\n", style="bold")
+    text.append(rule + "\n")
+    for row, line in zip(rep.rows, lines, strict=True):
+        style = "bold" if row.pareto and rep.view == "all" else ("dim" if not row.feasible else "")
+        text.append(line + "\n", style=style)
+    out.print(text, soft_wrap=True, end="")
     if hidden:
         out.print(f"(hidden for the terminal's width: {', '.join(hidden)}; see -f csv or a wider terminal)",
                   style="dim", highlight=False, markup=False)
-
-
-def _rows_table(rep: Report, columns: list) -> Table:
-    titles = {"front": "Pareto front", "all": "All finished candidates", "ablation": f"Ablation by {rep.by}"}
-    table = Table(title=titles[rep.view], title_justify="left", header_style="bold", box=box.SIMPLE_HEAD,
-                  pad_edge=False)
-    for title, _, align in columns:
-        # Numbers are never broken across lines; the candidate and trials fold instead.
-        fold = title in ("candidate", "trials", "front")
-        table.add_column(title, justify="left" if align == "l" else "right", no_wrap=not fold,
-                         overflow="fold" if fold else "ellipsis", min_width=10 if title == "candidate" else None)
-    for row in rep.rows:
-        style = "bold" if row.pareto and rep.view == "all" else ("dim" if not row.feasible else None)
-        table.add_row(*(cell(row) for _, cell, _ in columns), style=style)
-    return table
 
 
 def wide(out: Console) -> Console:
