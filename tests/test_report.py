@@ -332,3 +332,25 @@ def test_postgresql_storage_reads_the_same_report():
         assert name in [s.name for s in list_studies(url)]
     finally:
         optuna.delete_study(study_name=name, storage=url)
+
+
+def test_latency_when_measured(tmp_path):
+    """A study with a latency objective: the column, its delta and a front over accuracy and latency."""
+    from report_study import attrs
+
+    from gcsearch.report_format import display_columns
+
+    url = f"sqlite:///{tmp_path / 'latency.db'}"
+    study = optuna.create_study(storage=url, study_name="lat", directions=["maximize", "minimize", "minimize"])
+    study.set_user_attr("gcsearch", study_meta(("accuracy", "flops", "latency")))
+    for name, acc, ms in (("B", 70.0, 2.0), ("C", 72.0, 3.0), ("A", 73.0, 2.5)):
+        latency = {"forward": ms, "forward_backward": 3 * ms}
+        study.add_trial(optuna.trial.create_trial(
+            values=[acc, attrs(name, acc)["flops"], ms], user_attrs=attrs(name, acc, latency_ms=latency)))
+    rep = read_report(url, objectives="accuracy,latency", show_all=True)
+    rows = {r.candidate: r for r in rep.rows}
+    assert rows["gc r16 c4 1x1 all"].latency_ms == 3.0 and rows["gc r16 c4 1x1 all"].rank == 2  # A: better, faster
+    assert rows["gc r16 c3 1x1 all"].delta_latency_pct == pytest.approx(25.0)
+    assert rep.hypervolume_unit == "%·ms"
+    titles = [title for title, _, _ in display_columns(rep)]
+    assert "latency ms" in titles and "Δlatency" in titles
