@@ -1,0 +1,170 @@
+"""Study files: the built-in ones parse to the expected grids; every bad file exits 2 naming file and key."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from gcsearch.cli import main
+from gcsearch.spec import ArchSpec
+from gcsearch.study import StudyFileError, builtin_studies, load_study, parse_study
+
+GOOD = """
+name = "good"
+width = 8
+sampler = "grid"
+[space]
+stages = ["c4", "c5"]
+position = ["after_1x1", "after_add"]
+[fixed]
+block = "gc"
+ratio = 4
+[proxy]
+image_size = 16
+train_size = 64
+val_size = 32
+epochs = 1
+"""
+
+
+def test_builtin_studies_parse_to_the_documented_grids() -> None:
+    assert builtin_studies() == ["block", "fusion", "joint", "norm", "placement", "ratio"]
+    sizes = {name: (len(load_study(name).candidates()), load_study(name).size) for name in builtin_studies()}
+    # placement: 6 stage sets x 3 positions x 2 block sets + the baseline; block: 4 blocks x 2 x 2 + none;
+    # ratio: 4 ratios + baseline, 2 repeats; fusion: 2 x 3 + baseline; norm: 4 bottlenecks + full + baseline.
+    assert sizes["placement"] == (37, 37)
+    assert sizes["block"] == (17, 17)
+    assert sizes["ratio"] == (5, 10)
+    assert sizes["fusion"] == (7, 7)
+    assert sizes["norm"] == (6, 6)
+    joint = load_study("joint")
+    assert joint.sampler == "tpe" and joint.directions == ["maximize", "minimize"] and joint.target() == 40
+    assert len(joint.candidates()) == 1561  # 8,640 combinations, merged where they build the same model
+
+
+def test_every_grid_starts_with_the_baseline_and_holds_each_model_once() -> None:
+    for name in builtin_studies():
+        study = load_study(name)
+        keys = [c.key for c in study.candidates()]
+        assert len(keys) == len(set(keys))
+        if study.is_grid:
+            assert study.candidates()[0].spec == ArchSpec(backbone="proxy", width=16, block="none")
+            labels = study.distributions()["candidate"].choices
+            assert len(labels) == len(keys)
+
+
+def test_placement_grid_is_the_paper_default_among_others() -> None:
+    study = load_study("placement")
+    paper = ArchSpec(backbone="proxy", width=16, block="gc", ratio=16, stages="c3,c4,c5", position="after_1x1",
+                     blocks="all")
+    assert paper.key in {c.key for c in study.candidates()}
+    assert study.grid()[0][1] == 0 and len(study.grid()) == 37
+
+
+def test_points_that_build_the_same_model_are_merged() -> None:
+    # block none ignores ratio, so none x {4, 16} is one candidate; "c3,c4" and ["c4", "c3"] are one stage set.
+    study = parse_study(textwrap.dedent("""
+        sampler = "grid"
+        width = 16
+        [space]
+        block = ["none", "gc"]
+        ratio = [4, 16]
+        stages = ["c3,c4", ["c4", "c3"], "c3-c4"]
+    """), "merge.toml", "merge")
+    assert study.space["stages"] == ("c3,c4",)
+    assert [c.label for c in study.candidates()] == [
+        "none (baseline)", "gc r4 @ c3+c4 after_1x1 all", "gc r16 @ c3+c4 after_1x1 all"]
+    assert study.size == 3
+
+
+def test_a_non_grid_study_gets_one_parameter_per_dimension() -> None:
+    study = parse_study(GOOD.replace('sampler = "grid"', 'sampler = "random"'), "good.toml")
+    assert set(study.distributions()) == {"stages", "position"}
+    spec = study.spec_from_params({"stages": "c5", "position": "after_add"})
+    assert (spec.block, spec.ratio, spec.stages, spec.position, spec.width) == ("gc", 4, ("c5",), "after_add", 8)
+    assert study.size == 4  # no baseline added outside a grid
+    assert study.target() == 4  # the default budget (20) capped at the distinct points
+
+
+def test_metadata_holds_what_the_contract_lists() -> None:
+    study = parse_study(GOOD, "good.toml")
+    meta = study.metadata((3, 16, 16))
+    assert set(meta) >= {"version", "objectives", "study_file", "study", "proxy", "proxy_fingerprint", "sampler",
+                         "repeats", "backbone", "constraints", "input_size"}
+    assert meta["objectives"] == [{"name": "accuracy", "direction": "maximize"},
+                                  {"name": "flops", "direction": "minimize"}]
+    assert meta["study_file"] == GOOD and meta["input_size"] == [3, 16, 16]
+    assert meta["constraints"] == {"max_flops": None, "max_params": None}
+    assert meta["proxy"]["epochs"] == 1 and meta["proxy_fingerprint"] == study.proxy.fingerprint()
+
+
+NO_SPACE = GOOD.replace('[space]\nstages = ["c4", "c5"]\nposition = ["after_1x1", "after_add"]\n', "")
+C2 = GOOD.replace('["c4", "c5"]', '["c2", "c5"]')
+
+BAD = [
+    # (what, file text, the key the message must name)
+    ("malformed TOML", "name = \n", "bad.toml: malformed TOML"),
+    ("unknown top-level key", "colour = 1\n" + GOOD, "bad.toml:colour: unknown key"),
+    ("unknown dimension", GOOD.replace("[space]", "[space]\npooling2 = ['att']"), "bad.toml:space.pooling2: unknown"),
+    ("value out of the choices", GOOD.replace('"after_add"]', '"after_2x2"]'), "bad.toml:space.position: 'after_2x2'"),
+    ("a ratio a stage cannot take", C2.replace("ratio = 4", "ratio = 16"),
+     "bad.toml:fixed.ratio: ratio 16 leaves no channel in a block of 8 channels"),
+    ("a ratio in the space a stage cannot take",
+     C2.replace("ratio = 4", "").replace("[space]", "[space]\nratio = [4, 16]"),
+     "bad.toml:space.ratio: ratio 16 leaves no channel in a block of 8 channels (with stages = 'c2', position = "),
+    ("an empty space", NO_SPACE, "bad.toml:space: the search space is empty"),
+    ("a dimension without choices", GOOD.replace('["c4", "c5"]', "[]"), "bad.toml:space.stages: no choices"),
+    ("a stage the backbone lacks", GOOD.replace('["c4", "c5"]', '["c4", "c6"]'),
+     "bad.toml:space.stages: the backbone has no stage 'c6'"),
+    ("a dimension both fixed and searched", GOOD.replace("ratio = 4", "ratio = 4\nposition = 'after_add'"),
+     "bad.toml:fixed.position: also in [space]"),
+    ("an unknown block", GOOD.replace('block = "gc"', 'block = "gcx"'), "bad.toml:fixed.block: 'gcx' is not one of"),
+    ("an unknown sampler", GOOD.replace('sampler = "grid"', 'sampler = "bayes"'), "bad.toml:sampler: 'bayes'"),
+    ("objectives without accuracy first", 'objectives = ["flops", "accuracy"]\n' + GOOD,
+     "bad.toml:objectives: the first objective must be 'accuracy'"),
+    ("an unknown objective", 'objectives = ["accuracy", "energy"]\n' + GOOD, "bad.toml:objectives: 'energy'"),
+    ("a zero budget", GOOD + "[budget]\ntrials = 0\n", "bad.toml:budget.trials: must be >= 1"),
+    ("an unknown budget key", GOOD + "[budget]\ntrialz = 3\n", "bad.toml:budget.trialz: unknown key"),
+    ("a constraint that is not a number", GOOD + '[constraints]\nmax_flops = "lots"\n',
+     "bad.toml:constraints.max_flops: expected an integer"),
+    ("a width of zero", "width = 0\n" + GOOD.replace("width = 8\n", ""), "bad.toml:width: expected a positive integer"),
+    ("an unknown proxy key", GOOD.replace("epochs = 1", "epochs = 1\nepochz = 2"), "bad.toml:proxy.epochz"),
+    ("a bad pruning rule", GOOD + '[pruning]\nrule = "sometimes"\n', "bad.toml:pruning.rule: 'sometimes'"),
+    ("space not a table", "space = 3\n" + NO_SPACE, "bad.toml:space: expected a table"),
+    ("a bad name", GOOD.replace('name = "good"', 'name = "no spaces please"'), "bad.toml:name: expected a name"),
+]
+
+
+@pytest.mark.parametrize(("what", "text", "message"), BAD, ids=[b[0] for b in BAD])
+def test_a_bad_study_file_exits_2_naming_file_and_key(what: str, text: str, message: str, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str], monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bad.toml").write_text(text)
+    with pytest.raises(StudyFileError) as raised:
+        load_study("bad.toml")
+    assert message in str(raised.value)
+    assert "\n" not in str(raised.value)
+    with pytest.raises(SystemExit) as exited:
+        main(["run", "--study", "bad.toml", "--storage", f"sqlite:///{tmp_path / 'db.sqlite'}"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert message in " ".join(err.split())
+    assert not (tmp_path / "db.sqlite").exists()  # refused before the storage was touched
+
+
+@pytest.mark.parametrize(("ref", "message"), [
+    ("plcement", "no built-in study 'plcement'"),
+    ("missing.toml", "no such file 'missing.toml'"),
+])
+def test_an_unknown_study_exits_2(ref: str, message: str, capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                  monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exited:
+        main(["run", "--study", ref])
+    assert exited.value.code == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert message in err
+    if ref == "plcement":
+        assert "did you mean 'placement'" in err
