@@ -1,8 +1,245 @@
-"""`gcsearch run`: run or resume a study."""
+"""`gcsearch run`: run or resume a study, with a live view (or plain log lines) and a summary at the end."""
 
 from __future__ import annotations
 
+import json
+import time
+from typing import Annotated
 
-def run() -> None:
-    """Run a study (not yet implemented)."""
-    raise NotImplementedError
+import typer
+from optuna.trial import FrozenTrial
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from gcsearch.commands import console, err_console
+from gcsearch.runner import (
+    Best,
+    LogLines,
+    Reporter,
+    Run,
+    RunOptions,
+    Summary,
+    TrialOutcome,
+    format_count,
+    format_outcome,
+    prepare,
+    run_local_workers,
+    summarize,
+    work,
+)
+from gcsearch.storage import DEFAULT_HEARTBEAT, DEFAULT_STORAGE
+from gcsearch.study import Counts, builtin_studies
+
+HELP = """Run a study: build each candidate, count its FLOPs, train it briefly, store the result.
+
+The study file says what to search and how to train (see the README, "Studies"). Every trial is written
+to the storage as it ends, so an interrupted run resumes where it stopped: run the same command again.
+A grid study runs each point once and then stops; other samplers run until the study holds --trials
+finished trials (complete or pruned).
+
+[bold]Examples[/]
+
+  gcsearch run --study placement                 [dim]# the built-in placement grid, gcsearch.db[/]
+  gcsearch run --study joint --trials 60         [dim]# TPE over every dimension, 60 results[/]
+  gcsearch run --study mine.toml --quiet         [dim]# your own study file, log lines only[/]
+  gcsearch run --study ratio --workers 2         [dim]# two worker processes on one study[/]
+  gcsearch run --study joint --storage postgresql+psycopg://user:pw@db/gc   [dim]# same on every machine[/]
+
+Then: gcsearch report --study placement
+
+Exit codes: 0 done, 1 runtime failure (e.g. unreachable database), 2 bad input (e.g. a study file
+error, named as file:key), 130 interrupted (the running trial is recorded and queued again).
+"""
+
+
+def run(
+    study: Annotated[str, typer.Option(
+        "--study", "-s", metavar="NAME|PATH",
+        help=f"A built-in study ({', '.join(builtin_studies())}) or the path to a study file (.toml).",
+    )],
+    storage: Annotated[str, typer.Option(
+        "--storage", envvar="GCSEARCH_STORAGE",
+        help="Where trials are kept: any SQLAlchemy URL, e.g. sqlite:///gcsearch.db or "
+             "postgresql+psycopg://user:password@host/db (for workers on several machines).",
+    )] = DEFAULT_STORAGE,
+    trials: Annotated[int | None, typer.Option(
+        "--trials", "-n", min=1,
+        help="Finished trials the study should hold (a target, not a count for this run). "
+             "Default: the study file's budget; a grid's size.",
+    )] = None,
+    workers: Annotated[int, typer.Option(
+        "--workers", "-w", min=1,
+        help="Worker processes on this machine (on several GPUs: cuda:0, cuda:1, ... in turn).",
+    )] = 1,
+    device: Annotated[str, typer.Option(
+        "--device", help="auto (cuda when present, else cpu), cpu, cuda, cuda:1, ...",
+    )] = "auto",
+    data_dir: Annotated[str | None, typer.Option(
+        "--data-dir", envvar="GCSEARCH_DATA_DIR",
+        help="Where the dataset's files are (CIFAR's extracted batches, an image folder).",
+    )] = None,
+    download: Annotated[bool, typer.Option(
+        "--download", help="Fetch CIFAR into --data-dir when it is missing (needs a network).",
+    )] = False,
+    seed: Annotated[int | None, typer.Option(
+        "--seed", help="Seed of a new study (a trial trains with seed + its repeat index). Default: the study "
+                       "file's; a resumed study keeps its own.",
+    )] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Plain log lines instead of the live view.")] = False,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print a machine-readable summary on stdout at the end (progress goes to stderr).",
+    )] = False,
+    heartbeat: Annotated[int, typer.Option(
+        "--heartbeat", min=1, metavar="SECONDS",
+        help="Seconds between a running trial's heartbeats; a trial silent for 4x this long is taken as dead "
+             "(its worker was killed) and run again.",
+    )] = DEFAULT_HEARTBEAT,
+) -> None:
+    options = RunOptions(study=study, storage=storage, trials=trials, workers=workers,
+                         device=None if device == "auto" else device, data_dir=data_dir, download=download,
+                         seed=seed, heartbeat=heartbeat)
+    out = err_console if as_json else console
+    started = time.monotonic()
+    run_, queued = prepare(options, train=workers == 1)
+    view: Reporter = LogLines(write=lambda line: out.print(line, highlight=False, markup=False, soft_wrap=True)) \
+        if quiet or not out.is_terminal else LiveView(out, run_)
+    view.opened(run_, queued)
+    trained = 0
+    try:
+        if isinstance(view, LiveView):
+            view.start()
+        if workers > 1:
+            trained = run_local_workers(run_, view, log=quiet or not out.is_terminal)
+        else:
+            trained = work(run_, view)
+    except KeyboardInterrupt:
+        if isinstance(view, LiveView):
+            view.stop()
+        out.print("[yellow]interrupted:[/] the running trial is recorded as failed (interrupted) and queued "
+                  "again; run the same command to resume.", highlight=False)
+        raise
+    finally:
+        if isinstance(view, LiveView):
+            view.stop()
+    summary = summarize(run_, time.monotonic() - started, trained)
+    print_summary(out, summary, run_)
+    if as_json:
+        print(json.dumps(summary.to_dict(), indent=2))
+
+
+run.__doc__ = HELP
+
+
+# --- output --------------------------------------------------------------------------------------------
+
+
+def best_table(best: list[Best], title: str = "best so far (the front: accuracy up, cost down)") -> Table:
+    table = Table(title=title, title_justify="left", title_style="bold", box=None, pad_edge=False)
+    table.add_column("candidate")
+    table.add_column("accuracy", justify="right")
+    table.add_column("FLOPs", justify="right")
+    table.add_column("params", justify="right")
+    table.add_column("trials", justify="right")
+    for b in best:
+        table.add_row(b.label, f"{b.accuracy:.2f}%", format_count(b.flops), format_count(b.params), str(b.trials))
+    return table
+
+
+def print_summary(out: Console, summary: Summary, run: Run) -> None:
+    c = summary.counts
+    if summary.trained == 0 and c.finished >= summary.target:
+        out.print(f"Nothing to do: study [bold]{summary.study}[/] already holds {c.finished} finished trials "
+                  f"(target {summary.target}). Give a larger --trials to run more.", highlight=False)
+    else:
+        state = "done" if c.finished >= summary.target else (
+            "every point has been run" if summary.exhausted else "stopped")
+        out.print(f"[bold]{summary.study}[/]: {state}, {c.finished}/{summary.target} finished "
+                  f"({c.complete - c.reused} complete, {c.pruned} pruned, {c.failed} failed"
+                  f"{f', {c.reused} reused' if c.reused else ''}); {summary.trained} trained in "
+                  f"{_duration(summary.seconds)}.", highlight=False)
+    if summary.failures:
+        out.print(f"failed trials: {', '.join(summary.failures)} (see gcsearch show)", highlight=False)
+    if summary.best:
+        out.print(best_table(summary.best, title="the front so far"))
+    out.print(f"Next: gcsearch report --study {summary.study}"
+              + (f" --storage '{summary.storage}'" if summary.storage != DEFAULT_STORAGE else ""), highlight=False)
+
+
+def _duration(seconds: float) -> str:
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m}m{s:02d}s" if m else f"{seconds:.1f} s"
+
+
+class LiveView(Reporter):
+    """A bar for the study's trials, one for the running trial's steps, and the best candidates so far."""
+
+    def __init__(self, out: Console, run: Run) -> None:
+        self.out = out
+        self.run = run
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TaskProgressColumn(), TimeElapsedColumn(), console=out)
+        self.trials_task = self.progress.add_task("trials", total=run.target)
+        self.trial_task = self.progress.add_task("", total=1, visible=False)
+        self.lines: list[str] = []
+        self.running: list[str] = []
+        self.best: list[Best] = []
+        self.live = Live(Group(self.progress), console=out, refresh_per_second=4, transient=True,
+                         redirect_stdout=False, redirect_stderr=False, get_renderable=self._render)
+        self._epoch_text = ""
+
+    def _render(self) -> Group:
+        parts: list = [self.progress]
+        parts += [Text(line, style="dim") for line in self.running]
+        if self.best:
+            parts.append(best_table(self.best))
+        return Group(*parts)
+
+    def start(self) -> None:
+        self.live.start()
+
+    def stop(self) -> None:
+        if self.live.is_started:
+            self.live.stop()
+
+    def _counts(self, counts: Counts) -> None:
+        self.progress.update(self.trials_task, completed=min(counts.finished, self.run.target),
+                             description=f"trials ({counts.failed} failed)" if counts.failed else "trials")
+
+    def opened(self, run: Run, queued: int) -> None:
+        from gcsearch.study import count_trials
+
+        counts = count_trials(run.study.get_trials(deepcopy=False))
+        self.out.print(f"[bold]{run.spec.name}[/] in {run.where}: sampler {run.spec.sampler}, {run.spec.size} "
+                       f"points, target {run.target} finished trials ({counts.finished} already), device "
+                       f"{run.device_name}", highlight=False)
+        self._counts(counts)
+
+    def trial_started(self, number: int, label: str, repeat: int, epochs: int) -> None:
+        self._epoch_text = f"trial {number}: {label} (repeat {repeat})"
+        self.progress.reset(self.trial_task, total=1, completed=0, visible=True, description=self._epoch_text)
+
+    def step(self, step: int, total: int) -> None:
+        self.progress.update(self.trial_task, total=total, completed=step)
+
+    def epoch(self, epoch: int, accuracy: float) -> None:
+        self.progress.update(self.trial_task, description=f"{self._epoch_text} epoch {epoch}: {accuracy:.1f}%")
+
+    def trial_finished(self, outcome: TrialOutcome, counts: Counts, best: list[Best]) -> None:
+        self.progress.update(self.trial_task, visible=False)
+        self.progress.console.print(f"trial {outcome.number} {format_outcome(outcome)}", highlight=False,
+                                    markup=False)
+        self._counts(counts)
+        self.best = best
+
+    def waiting(self, counts: Counts, running: list[FrozenTrial], best: list[Best]) -> None:
+        epochs = self.run.spec.proxy.epochs
+        self.running = [f"  running: trial {t.number} {t.user_attrs.get('label', '')} "
+                        f"(epoch {len(t.user_attrs.get('accuracies') or ())}/{epochs})" for t in running]
+        self._counts(counts)
+        self.best = best
+
+    def note(self, message: str) -> None:
+        self.progress.console.print(message, highlight=False)
