@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import sqlite3
 import warnings
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from gcsearch.errors import InputError, RuntimeFailure
 DEFAULT_STORAGE = "sqlite:///gcsearch.db"
 DEFAULT_HEARTBEAT = 10  # seconds between a running trial's heartbeats
 BUSY_TIMEOUT_S = 60.0
-_IMMEDIATE: set[str] = set()  # SQLite URLs whose transactions begin with BEGIN IMMEDIATE
+_IMMEDIATE: weakref.WeakSet[Engine] = weakref.WeakSet()  # SQLite engines whose transactions BEGIN IMMEDIATE
 
 
 def mask_url(url: str) -> str:
@@ -73,7 +74,7 @@ def _sqlite_creator(path: str):
 
 @sqlalchemy.event.listens_for(Engine, "begin")
 def _begin_immediate(conn: sqlalchemy.Connection) -> None:
-    if conn.dialect.name == "sqlite" and str(conn.engine.url) in _IMMEDIATE:
+    if conn.engine in _IMMEDIATE:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
@@ -112,7 +113,7 @@ def open_storage(url: str = DEFAULT_STORAGE, heartbeat: int = DEFAULT_HEARTBEAT,
     if parsed.get_backend_name() == "sqlite":
         # From now on, not during Optuna's set-up: that nests two connections in one thread, and with
         # BEGIN IMMEDIATE the inner one would wait for the outer one's lock.
-        _IMMEDIATE.add(str(storage.engine.url))
+        _IMMEDIATE.add(storage.engine)
     return storage
 
 
