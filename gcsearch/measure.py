@@ -15,22 +15,27 @@ Results are cached per process by (spec key, input size, classes, latency, devic
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import statistics
 import sys
 import time
 import types
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
-from fvcore.nn import FlopCountAnalysis
-from fvcore.nn.jit_handles import get_shape
 
 from gcsearch.backbones.config import BACKBONES, STAGES
 from gcsearch.backbones.resnet import build_model
 from gcsearch.errors import InputError
 from gcsearch.spec import ArchSpec
+
+with warnings.catch_warnings():  # fvcore scripts a loss function at import; torch deprecates torch.jit.script
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from fvcore.nn import FlopCountAnalysis
+    from fvcore.nn.jit_handles import get_shape
 
 __all__ = ["Measurement", "clear_cache", "count_flops", "measure"]
 
@@ -171,8 +176,8 @@ def _counts(spec: ArchSpec, size: tuple[int, int, int], num_classes: int) -> dic
         return _COUNTS[key]
     model = build_model(spec, num_classes=num_classes, in_chans=size[0]).eval()
     x = torch.zeros(1, *size)
-    output_sizes = _stage_output_sizes(model, x)
-    with torch.no_grad():
+    with _one_thread(), torch.no_grad():
+        output_sizes = _stage_output_sizes(model, x)
         analysis = count_flops(model, x)
         analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
         by_module = analysis.by_module()
@@ -202,6 +207,18 @@ def _counts(spec: ArchSpec, size: tuple[int, int, int], num_classes: int) -> dic
     return _COUNTS[key]
 
 
+@contextlib.contextmanager
+def _one_thread():
+    """Trace on one thread: a batch of one gains nothing from more, and on a busy machine every parallel op
+    waits for a descheduled worker (tracing resnet50 went from seconds to a fraction of one)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def _params(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
@@ -211,8 +228,7 @@ def _stage_output_sizes(model: torch.nn.Module, x: torch.Tensor) -> dict[str, tu
     hooks = [getattr(model, stage).register_forward_hook(
         lambda _m, _i, out, stage=stage: sizes.__setitem__(stage, tuple(out.shape[1:]))) for stage in STAGES]
     try:
-        with torch.no_grad():
-            model(x)
+        model(x)
     finally:
         for hook in hooks:
             hook.remove()
@@ -223,7 +239,7 @@ def _stage_output_sizes(model: torch.nn.Module, x: torch.Tensor) -> dict[str, tu
 
 
 def time_model(spec: ArchSpec, size: tuple[int, int, int], num_classes: int, device: str = "cpu",
-               warmup: int = 3, min_repeats: int = 5, max_repeats: int = 50, budget_s: float = 1.0) -> dict[str, float]:
+               warmup: int = 3, min_repeats: int = 5, max_repeats: int = 50, budget_s: float = 0.5) -> dict[str, float]:
     """Median milliseconds of a forward pass (eval, no grad) and of forward+backward (train), batch of one."""
     dev = torch.device(device)
     model = build_model(spec, num_classes=num_classes, in_chans=size[0]).to(dev)

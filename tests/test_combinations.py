@@ -12,16 +12,16 @@ import itertools
 
 import pytest
 import torch
+from block_space import block_values
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gcsearch import ArchSpec, build_model
 from gcsearch.backbones.config import POSITIONS
 from gcsearch.blocks import ContextBlock, NonLocalBlock
-from gcsearch.spec import ACTS, BLOCK_SETS, CONTEXTS, FUSIONS, NORMS, TRANSFORMS
+from gcsearch.spec import BLOCK_SETS
 
 BACKBONES = ("proxy", "proxy_bottleneck")
-RATIOS = (4, 8, 16, 32)
 STAGE_SETS = (("c2",), ("c4",), ("c3", "c4", "c5"), ("c2", "c3", "c4", "c5"))
 # width 32 so that ratio 32 leaves a channel at c2; depth 2 in c3 so that 'last' differs from 'all'
 WIDTH, DEPTH = 32, (1, 2, 1, 1)
@@ -33,16 +33,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-def block_values() -> list[dict]:
-    """Every distinct block: presets and every custom point (pooling x transform x norm x act x fusion x ratio)."""
-    out = [{"block": b} for b in ("none", "gc", "snl", "se", "nl")]
-    for context, transform, norm, act, fusion, ratio in itertools.product(
-            CONTEXTS, TRANSFORMS, NORMS, ACTS, FUSIONS, RATIOS):
-        out.append({"block": "custom", "context": context, "transform": transform, "norm": norm, "act": act,
-                    "fusion": fusion, "ratio": ratio})
-    return out
 
 
 def distinct_specs(backbone: str, position: str, blocks: str, stages: tuple[str, ...]) -> list[ArchSpec]:
