@@ -74,6 +74,7 @@ class RunOptions:
     heartbeat: int = DEFAULT_HEARTBEAT
     worker_index: int = 0
     poll_s: float = 1.0
+    fill_grid: bool = True  # queue a resumed grid's missing points (the parent of local workers does it for them)
 
 
 @dataclass
@@ -202,7 +203,7 @@ def prepare(options: RunOptions, *, train: bool = True) -> tuple[Run, int]:
     with _quiet_optuna():
         study, stored, queued = open_study(spec, storage, meta, sampler=make_sampler(spec, sampler_seed, target),
                                            pruner=pruner.optuna_pruner, where=where,
-                                           check_seed=options.seed is not None)
+                                           check_seed=options.seed is not None, fill_grid=options.fill_grid)
         if options.seed is None and stored.get("seed") is not None:
             spec = replace(spec, seed=int(stored["seed"]))
         # A resumed random or TPE sampler must not replay the proposals of the first run.
@@ -732,17 +733,23 @@ def run_local_workers(run: Run, reporter: Reporter, log: bool) -> int:
     before = count_trials(run.study.get_trials(deepcopy=False))
     procs: list[Any] = []
     for i, device in enumerate(devices):
-        child = replace(options, worker_index=i, workers=1, device=device)
+        child = replace(options, worker_index=i, workers=1, device=device, fill_grid=False)
         p = ctx.Process(target=_worker_main, args=(child, threads, log), name=f"gcsearch-worker-{i}")
         p.start()
         procs.append(p)
     previous = _install_sigterm()
+    seen = {t.number for t in run.study.get_trials(deepcopy=False) if t.state.is_finished()}
     try:
         with _quiet_optuna():
             while any(p.is_alive() for p in procs):
                 trials = run.study.get_trials(deepcopy=False)
-                reporter.waiting(count_trials(trials), [t for t in trials if t.state == TrialState.RUNNING],
-                                 best_candidates(trials, run.spec))
+                counts, best = count_trials(trials), best_candidates(trials, run.spec)
+                if not log:  # the workers are silent: tell their results here
+                    for t in trials:
+                        if t.state.is_finished() and t.number not in seen:
+                            seen.add(t.number)
+                            reporter.trial_finished(outcome_of(t), counts, best)
+                reporter.waiting(counts, [t for t in trials if t.state == TrialState.RUNNING], best)
                 for p in procs:
                     p.join(timeout=options.poll_s / len(procs))
     except KeyboardInterrupt:
@@ -760,6 +767,18 @@ def run_local_workers(run: Run, reporter: Reporter, log: bool) -> int:
     if any(c not in (0, None) for c in codes):
         raise RuntimeFailure(f"a worker failed (exit codes {codes}); see its message above")
     return trained
+
+
+def outcome_of(trial: FrozenTrial) -> TrialOutcome:
+    """A stored trial as an outcome line."""
+    attrs = trial.user_attrs
+    state = "REUSED" if "reused_from" in attrs else trial.state.name
+    seconds = (trial.datetime_complete - trial.datetime_start).total_seconds() \
+        if trial.datetime_complete and trial.datetime_start else 0.0
+    return TrialOutcome(number=trial.number, state=state, label=str(attrs.get("label", "?")),
+                        repeat=int(attrs.get("repeat", 0)), accuracy=attrs.get("accuracy"), flops=attrs.get("flops"),
+                        params=attrs.get("params"), seconds=seconds, reused_from=attrs.get("reused_from"),
+                        reason=attrs.get("fail_reason") or attrs.get("prune_reason"))
 
 
 def _stop_workers(procs: list[Any], grace_s: float = 30.0) -> None:

@@ -516,14 +516,16 @@ def make_sampler(spec: StudySpec, seed: int, target: int) -> optuna.samplers.Bas
 
 def open_study(spec: StudySpec, storage: optuna.storages.BaseStorage, meta: dict[str, Any], *,
                sampler: optuna.samplers.BaseSampler, pruner: optuna.pruners.BasePruner | None = None,
-               where: str = "", check_seed: bool = True) -> tuple[optuna.Study, dict[str, Any], int]:
+               where: str = "", check_seed: bool = True, fill_grid: bool = True
+               ) -> tuple[optuna.Study, dict[str, Any], int]:
     """Create the study (queueing every grid point) or load it to resume. Returns (study, metadata, queued).
 
     Creation is atomic in the database (the study name is unique), so when several workers start at
     once exactly one creates the study and queues the grid; the others wait until it has written the
     metadata, which it does last. A resumed study must have been made with the same proxy settings,
     objectives, backbone and seed; its grid gets the points it misses (new ones, or ones whose trial
-    failed for a reason other than divergence) queued again.
+    failed for a reason other than divergence) queued again, unless `fill_grid` is False (a local worker
+    whose parent process has just done that).
     """
     kwargs = {"storage": storage, "sampler": sampler, "pruner": pruner}
     try:
@@ -542,7 +544,7 @@ def open_study(spec: StudySpec, storage: optuna.storages.BaseStorage, meta: dict
                              "and was not made by gcsearch; give the study file another name")
         stored = meta  # its creator stopped before writing the metadata: adopt it
     check_resumable(spec, stored, meta, study, where, check_seed=check_seed)
-    queued = queue_missing(study, spec) if spec.is_grid else 0
+    queued = queue_missing(study, spec) if spec.is_grid and fill_grid else 0
     if stored is meta or stored.get("study_file") != meta["study_file"]:
         # The space, budget or sampler may change between runs; the stored file is the latest one.
         stored = {**stored, **{k: meta[k] for k in ("study_file", "study", "sampler", "repeats", "constraints",

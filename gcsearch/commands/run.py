@@ -118,9 +118,10 @@ def run(
     except KeyboardInterrupt:
         if isinstance(view, LiveView):
             view.stop()
-        out.print("[yellow]interrupted:[/] the running trial is recorded as failed (interrupted) and queued "
-                  "again; run the same command to resume.", highlight=False)
-        raise
+        err_console.print("[yellow]interrupted:[/] the running trial is recorded as failed (interrupted) and "
+                          "queued again; run the same command to resume.", highlight=False)
+        # SystemExit, not KeyboardInterrupt: Typer turns the latter into a return value outside standalone mode.
+        raise SystemExit(130) from None
     finally:
         if isinstance(view, LiveView):
             view.stop()
