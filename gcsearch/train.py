@@ -1,0 +1,312 @@
+"""The proxy training loop: a short, seeded SGD run on tensors that already live on the device.
+
+Read it top to bottom: per epoch, one shuffle and one batched crop+flip of the whole training set (tensor ops,
+no DataLoader), then plain steps over contiguous slices, then validation accuracy. channels_last everywhere,
+bf16 autocast on CUDA only. A NaN/inf loss raises `Diverged`; the check reads a running sum every
+`CHECK_EVERY` steps, so a GPU is not synchronized on every step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gcsearch.data import DATASETS, SYNTHETIC_VERSION, ProxyData
+from gcsearch.errors import InputError
+
+# Bumped when the loop changes in a way that changes results (augmentation, schedule shape, optimizer).
+TRAIN_VERSION = 1
+SCHEDULES = ("onecycle", "cosine")
+CHECK_EVERY = 50  # steps between NaN checks (each one is a device sync on GPU)
+EVAL_BATCH = 1000
+WARMUP = {"onecycle": 0.25, "cosine": 0.05}  # fraction of steps spent warming up
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    """Everything about the proxy task that changes a trial's accuracy, except the seed."""
+
+    dataset: str = "synthetic"
+    data_dir: str | None = None
+    image_size: int = 32
+    train_size: int = 3000
+    val_size: int = 1000
+    epochs: int = 3
+    batch_size: int = 64
+    lr: float = 0.1
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.1
+    schedule: str = "onecycle"
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ProxyConfig:
+        """Build from plain data (a study file's [proxy] table); InputError names the first bad key."""
+        if not isinstance(d, dict):
+            raise InputError(f"proxy: expected a table, found {type(d).__name__}")
+        known = {f.name: f for f in fields(cls)}
+        for key in d:
+            if key not in known:
+                raise InputError(f"{key}: unknown proxy setting; known: {', '.join(known)}")
+        return cls(**d)
+
+    def fingerprint(self) -> str:
+        """16 hex chars; equal exactly when trials are comparable (data_dir is where, not what)."""
+        d = self.to_dict()
+        del d["data_dir"]
+        d["_versions"] = {"train": TRAIN_VERSION, "synthetic": SYNTHETIC_VERSION}
+        return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _validate(cfg: ProxyConfig) -> None:
+    def need(ok: bool, key: str, message: str) -> None:
+        if not ok:
+            raise InputError(f"{key}: {message} (got {getattr(cfg, key)!r})")
+
+    def is_int(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    def is_num(v: Any) -> bool:
+        return (is_int(v) or isinstance(v, float)) and math.isfinite(v)
+
+    need(cfg.dataset in DATASETS, "dataset", f"must be one of {', '.join(DATASETS)}")
+    need(cfg.data_dir is None or isinstance(cfg.data_dir, str), "data_dir", "must be a path string")
+    need(is_int(cfg.image_size) and 8 <= cfg.image_size <= 512, "image_size", "must be an integer in 8..512")
+    need(is_int(cfg.train_size) and cfg.train_size >= 1, "train_size", "must be an integer >= 1")
+    need(is_int(cfg.val_size) and cfg.val_size >= 1, "val_size", "must be an integer >= 1")
+    need(is_int(cfg.epochs) and 1 <= cfg.epochs <= 1000, "epochs", "must be an integer in 1..1000")
+    need(is_int(cfg.batch_size) and cfg.batch_size >= 2, "batch_size", "must be an integer >= 2")
+    need(is_num(cfg.lr) and cfg.lr > 0, "lr", "must be a number > 0")
+    need(is_num(cfg.weight_decay) and cfg.weight_decay >= 0, "weight_decay", "must be a number >= 0")
+    need(is_num(cfg.label_smoothing) and 0 <= cfg.label_smoothing < 1, "label_smoothing", "must be in [0, 1)")
+    need(cfg.schedule in SCHEDULES, "schedule", f"must be one of {', '.join(SCHEDULES)}")
+
+
+@dataclass
+class TrainResult:
+    accuracy: float  # final validation accuracy, percent
+    accuracies: list[float] = field(default_factory=list)  # one per epoch, percent
+    train_seconds: float = 0.0  # the whole call: training and validation
+    epochs: int = 0
+    images_per_second: float = 0.0  # training images over the time spent in training steps
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Diverged(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+    def __init__(self, epoch: int, message: str) -> None:
+        super().__init__(message)
+        self.epoch = epoch
+
+
+def resolve_device(name: str | None) -> torch.device:
+    """"auto"/None -> cuda when available, else cpu; otherwise the named device, checked to exist."""
+    if name is None or name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise InputError(f"device: {name!r} is not a device (use auto, cpu, cuda or cuda:N)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError(f"device: {name} requested but CUDA is not available on this machine")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise InputError(f"device: {name} requested but only {torch.cuda.device_count()} GPU(s) exist")
+    elif device.type != "cpu":
+        raise InputError(f"device: {name!r} is not supported (use auto, cpu, cuda or cuda:N)")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch. Call it before `build_model` so that a trial's weights repeat too."""
+    random.seed(seed)
+    torch.manual_seed(seed)
+    try:
+        import numpy as np
+
+        np.random.seed(seed % 2**32)
+    except ImportError:  # pragma: no cover - numpy is a dependency
+        pass
+
+
+def lr_factor(schedule: str, step: int, total: int) -> float:
+    """The learning rate at `step` (0-based) as a fraction of the peak."""
+    t = step / max(total, 1)
+    warm = WARMUP[schedule]
+    if t < warm:
+        return 0.1 + 0.9 * t / warm
+    t = (t - warm) / (1 - warm)
+    if schedule == "onecycle":
+        return max(1.0 - t, 0.0)
+    return 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+
+
+def crop_flip(x: torch.Tensor, pad: int, fill: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Random translation by up to `pad` pixels (the border filled with `fill`) and a random horizontal flip.
+
+    Batched over the whole tensor: images that share a shift are cut in one slice, so an epoch costs
+    2 * (2 * pad + 1) slicing ops plus one flip, whatever the dataset size. The random draws are made on the
+    CPU from `generator`, so a seed gives the same augmentation on every device.
+    """
+    n, c, h, w = x.shape
+    device = x.device
+    out = x
+    if pad > 0:
+        padded = fill.view(1, c, 1, 1).expand(n, c, h + 2 * pad, w + 2 * pad).clone()
+        padded[:, :, pad : pad + h, pad : pad + w] = x
+        dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+        dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+        rows = torch.empty(n, c, h, w + 2 * pad, dtype=x.dtype, device=device)
+        for v in range(2 * pad + 1):
+            idx = (dy == v).nonzero().squeeze(1).to(device)
+            rows[idx] = padded[idx, :, v : v + h, :]
+        out = torch.empty_like(x)
+        for v in range(2 * pad + 1):
+            idx = (dx == v).nonzero().squeeze(1).to(device)
+            out[idx] = rows[idx, :, :, v : v + w]
+    flip = (torch.rand(n, generator=generator) < 0.5).to(device)
+    return torch.where(flip.view(n, 1, 1, 1), out.flip(3), out)
+
+
+def train_candidate(
+    model: nn.Module,
+    data: ProxyData,
+    cfg: ProxyConfig,
+    *,
+    seed: int,
+    device: torch.device | str,
+    on_epoch: Callable[[int, float], None] | None = None,
+    on_step: Callable[[int, int], None] | None = None,
+) -> TrainResult:
+    """Train `model` on `data` as `cfg` says and return its validation accuracy after every epoch.
+
+    The seed fixes the shuffling and augmentation; the weights are the caller's (see `seed_everything`).
+    On the same device, the same model weights and seed give the same accuracies. `on_epoch` may raise
+    (e.g. optuna.TrialPruned) and the exception propagates.
+    """
+    device = torch.device(device)
+    start = time.perf_counter()
+    torch.manual_seed(seed)  # anything stochastic inside the model
+    generator = torch.Generator().manual_seed(seed)
+    cuda = device.type == "cuda"
+
+    model = model.to(device=device, memory_format=torch.channels_last)
+    x_train, y_train = data.x_train.to(device), data.y_train.to(device)
+    x_val, y_val = data.x_val.to(device), data.y_val.to(device)
+    mean = torch.tensor(data.mean, device=device).view(1, -1, 1, 1)
+    inv_std = 1.0 / torch.tensor(data.std, device=device).view(1, -1, 1, 1)
+    fill = torch.tensor(data.mean, device=device).round().clamp(0, 255).to(x_train.dtype)
+    pad = max(data.image_size // 8, 1)
+
+    n = int(x_train.shape[0])
+    batch = min(cfg.batch_size, n)
+    steps_per_epoch = n // batch
+    total_steps = steps_per_epoch * cfg.epochs
+
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
+    optimizer = torch.optim.SGD(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr,
+        momentum=0.9,
+        nesterov=True,
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(cfg.schedule, s, total_steps))
+
+    def prepare(xb: torch.Tensor) -> torch.Tensor:
+        # uint8 channels_last -> normalized float, still channels_last
+        return (xb.float() - mean) * inv_std
+
+    accuracies: list[float] = []
+    train_time = 0.0
+    step = 0
+    loss_sum = torch.zeros((), device=device)
+    for epoch in range(1, cfg.epochs + 1):
+        t0 = time.perf_counter()
+        model.train()
+        perm = torch.randperm(n, generator=generator).to(device)
+        x_epoch = crop_flip(x_train[perm], pad, fill, generator).contiguous(memory_format=torch.channels_last)
+        y_epoch = y_train[perm]
+        for i in range(steps_per_epoch):
+            xb = prepare(x_epoch[i * batch : (i + 1) * batch])
+            yb = y_epoch[i * batch : (i + 1) * batch]
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+                loss = F.cross_entropy(model(xb), yb, label_smoothing=cfg.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            loss_sum += loss.detach().float()
+            step += 1
+            if on_step is not None:
+                on_step(step, total_steps)
+            if step % CHECK_EVERY == 0 or i == steps_per_epoch - 1:
+                _check_finite(loss_sum, epoch, step)
+        if cuda:
+            torch.cuda.synchronize(device)
+        train_time += time.perf_counter() - t0
+        accuracy = evaluate(model, x_val, y_val, prepare, cuda)
+        accuracies.append(accuracy)
+        if on_epoch is not None:
+            on_epoch(epoch, accuracy)
+    seconds = time.perf_counter() - start
+    return TrainResult(
+        accuracy=accuracies[-1],
+        accuracies=accuracies,
+        train_seconds=seconds,
+        epochs=len(accuracies),
+        images_per_second=total_steps * batch / train_time if train_time > 0 else 0.0,
+    )
+
+
+def _check_finite(loss_sum: torch.Tensor, epoch: int, step: int) -> None:
+    value = float(loss_sum)
+    if not math.isfinite(value):
+        raise Diverged(epoch, f"diverged: loss is {value} at epoch {epoch} (step {step})")
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, prepare: Callable[[torch.Tensor], torch.Tensor], cuda: bool
+) -> float:
+    """Top-1 accuracy in percent, in eval mode, one device sync at the end."""
+    model.eval()
+    correct = torch.zeros((), dtype=torch.int64, device=x.device)
+    for i in range(0, int(x.shape[0]), EVAL_BATCH):
+        xb = prepare(x[i : i + EVAL_BATCH].contiguous(memory_format=torch.channels_last))
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+            logits = model(xb)
+        correct += (logits.argmax(1) == y[i : i + EVAL_BATCH]).sum()
+    return 100.0 * int(correct) / max(int(x.shape[0]), 1)
+
+
+__all__ = [
+    "CHECK_EVERY",
+    "Diverged",
+    "ProxyConfig",
+    "TrainResult",
+    "crop_flip",
+    "evaluate",
+    "lr_factor",
+    "resolve_device",
+    "seed_everything",
+    "train_candidate",
+]
