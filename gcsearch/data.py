@@ -227,7 +227,7 @@ def _synthetic_chunk(seed: int, image_size: int) -> tuple[torch.Tensor, torch.Te
 SYNTHETIC_CHUNK = 256  # images per independently seeded chunk
 SYNTHETIC_NOISE = 0.2  # per-pixel std of the background noise
 SYNTHETIC_BLOBS = 6  # clutter blobs per image
-SYNTHETIC_CAST = (0.02, 0.12)  # range of the cast's strength per pixel (red up and blue down, or the reverse)
+SYNTHETIC_CAST = (0.02, 0.06)  # range of the cast's strength per pixel (red up and blue down, or the reverse)
 
 
 # --------------------------------------------------------------------------------------------------------------
