@@ -84,9 +84,9 @@ class _AttentionPoolFn(torch.autograd.Function):
         n, c, h, w = x.shape
         flat = x.flatten(2)
         grad = grad.to(x.dtype).reshape(n, 1, c)
-        # d(context)/d(attn), then through the softmax: g_logits = attn * (g_attn - <attn, g_attn>)
+        # d(context)/d(attn), then through the softmax: g_logits = attn * (g_attn - <attn, g_attn>), in one op
         g_attn = torch.bmm(grad, flat)  # [N, 1, HW]
-        g_logits = attn * (g_attn - (attn * g_attn).sum(dim=2, keepdim=True))
+        g_logits = torch._softmax_backward_data(g_attn, attn, 2, attn.dtype)
         g_weight = g_bias = g_x = None
         if ctx.needs_input_grad[1]:
             g_weight = torch.bmm(g_logits, flat.transpose(1, 2)).sum(dim=0).view_as(weight).to(weight.dtype)
