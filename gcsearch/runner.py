@@ -199,7 +199,7 @@ def prepare(options: RunOptions, *, train: bool = True) -> tuple[Run, int]:
     input_size = (data.in_chans, data.image_size, data.image_size)
     target = spec.target(options.trials)
     sampler_seed = spec.seed + 7919 * options.worker_index
-    meta = spec.metadata(input_size)
+    meta = spec.metadata(input_size, data.num_classes)
     with _quiet_optuna():
         study, stored, queued = open_study(spec, storage, meta, sampler=make_sampler(spec, sampler_seed, target),
                                            pruner=pruner.optuna_pruner, where=where,

@@ -155,7 +155,7 @@ class StudySpec:
             wanted = self.size if self.is_grid else DEFAULT_TRIALS
         return min(wanted, self.size)
 
-    def metadata(self, input_size: tuple[int, int, int]) -> dict[str, Any]:
+    def metadata(self, input_size: tuple[int, int, int], num_classes: int | None = None) -> dict[str, Any]:
         """The study's "gcsearch" user attribute (see the contract): everything that defines the study."""
         from gcsearch import __version__
 
@@ -174,6 +174,7 @@ class StudySpec:
             "depth": list(self.depth) if self.depth is not None else None,
             "constraints": {"max_flops": self.max_flops, "max_params": self.max_params},
             "input_size": list(input_size),
+            "num_classes": num_classes,
         }
 
 
