@@ -182,7 +182,9 @@ def make_synthetic(
     (shape + cast) mod 5: the shape alone leaves two candidates, and the cast alone says nothing. The cast
     is weak per pixel and its strength varies per image, so a small neighbourhood, blobs included, often
     tells it wrongly, while an average over the whole image tells it well. Recognizing the class therefore
-    needs the image-wide cast at the shape's location: exactly what a global-context block carries there.
+    needs the image-wide cast at the shape's location, which a global-context block brings there in one
+    step while plain convolutions must build it up through their receptive field. At 32 x 32 the proxy's
+    c5 already sees the whole image, so plain ResNets learn it too, only later (measured in BENCHMARKS.md).
 
     Images are made in chunks of `SYNTHETIC_CHUNK`, each from its own seed, so the first k images of a set
     do not depend on its size: a larger train_size adds images and keeps the others.
