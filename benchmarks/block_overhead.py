@@ -3,7 +3,8 @@
 Three models are trained side by side in one process on the same batch, one step each per round, in
 alternating order: the proxy backbone with block none, with gcsearch's GC blocks at c3-c5, and with a
 straightforward transcription of the reference implementation (mmcv's ContextBlock, written out below) at
-the same places. The figures are medians over the rounds, so a busy machine slows all three alike.
+the same places. The figures are medians over the rounds, so a busy machine slows all three alike; "per
+round" is the median of the ratios taken within each round.
 
     python benchmarks/block_overhead.py                      # CPU, proxy width 16, batch 128 at 32x32
     python benchmarks/block_overhead.py --width 32 --rounds 40
@@ -77,7 +78,9 @@ def make_models(width: int, ratio: int) -> dict[str, nn.Module]:
 
 
 def run(width: int = 16, ratio: int = 16, batch: int = 128, size: int = 32, rounds: int = 30, warmup: int = 3,
-        device: str = "cpu", channels_last: bool = True, clock: str = "wall") -> dict[str, float]:
+        device: str = "cpu", channels_last: bool = True,
+        clock: str = "wall") -> tuple[dict[str, float], dict[str, float]]:
+    """Median step milliseconds per model, and the median within-round ratio to block none."""
     dev = torch.device(device)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     models = make_models(width, ratio)
@@ -110,7 +113,11 @@ def run(width: int = 16, ratio: int = 16, batch: int = 128, size: int = 32, roun
             steps[name]()
             sync()
             times[name].append(now() - t0)
-    return {name: statistics.median(t) * 1000 for name, t in times.items()}
+    medians = {name: statistics.median(t) * 1000 for name, t in times.items()}
+    # the same ratio taken within each round, where all models ran within a second of each other
+    per_round = {name: statistics.median(a / b for a, b in zip(t, times["none"], strict=True))
+                 for name, t in times.items()}
+    return medians, per_round
 
 
 def main() -> None:
@@ -133,15 +140,15 @@ def main() -> None:
                    num_classes=10)
     gc = measure(ArchSpec(backbone="proxy", width=args.width, block="gc", ratio=args.ratio, stages=("c3", "c4", "c5")),
                  input_size=(3, args.size, args.size), num_classes=10)
-    ms = run(args.width, args.ratio, args.batch, args.size, args.rounds, device=args.device,
+    ms, per_round = run(args.width, args.ratio, args.batch, args.size, args.rounds, device=args.device,
              channels_last=not args.no_channels_last, clock=args.clock)
     where = args.device if args.device != "cpu" else f"cpu ({torch.get_num_threads()} threads, {platform.machine()})"
     print(f"proxy width {args.width}, gc r{args.ratio} at c3-c5, batch {args.batch} at {args.size}x{args.size}, "
           f"{'NCHW' if args.no_channels_last else 'channels_last'}, {where}, torch {torch.__version__}, "
           f"{args.clock} clock, median of {args.rounds} alternating rounds")
-    print(f"{'model':14s} {'step ms':>9s} {'vs none':>8s}")
+    print(f"{'model':14s} {'step ms':>9s} {'vs none':>8s} {'per round':>10s}")
     for name, t in ms.items():
-        print(f"{name:14s} {t:9.1f} {t / ms['none']:8.3f}")
+        print(f"{name:14s} {t:9.1f} {t / ms['none']:8.3f} {per_round[name]:10.3f}")
     print(f"FLOPs ratio gc/none: {gc.flops / base.flops:.4f}  (+{gc.block_flops:,} multiply-adds per image)")
     print(f"gc / gc reference:   {ms['gc'] / ms['gc reference']:.3f}")
 
