@@ -68,7 +68,8 @@ def main(argv: list[str] | None = None) -> None:
     except _USAGE_ERRORS as exc:
         if debug:
             raise
-        where = f" (see 'gcsearch {exc.ctx.command_path.split(' ', 1)[-1]} --help')" if exc.ctx and " " in exc.ctx.command_path else ""
+        path = exc.ctx.command_path if exc.ctx else ""
+        where = f" (see 'gcsearch {path.split(' ', 1)[-1]} --help')" if " " in path else ""
         fail(f"{exc.format_message()}{where}", 2)
     except _CLICK_ERRORS as exc:
         if debug:
