@@ -1,0 +1,364 @@
+"""Search efficiency: hypervolume against training epochs spent, with and without early stopping.
+
+Runs the built-in `joint` study (accuracy up, FLOPs down) in one process with one fixed seed, each run into
+its own SQLite file under --workdir:
+
+  (a) reference: a large random sample of the space, no pruning
+  (b) the study's own sampler (TPE), no pruning
+  (c) the study's own sampler with the default rule ("front", see gcsearch.pruning)
+
+(b) and (c) have the same --trials target (finished trials, complete or pruned) and the same sampler seed,
+so they propose the same candidates until the first pruned trial. For each run it prints the hypervolume
+reached after a number of training epochs (gcsearch.report's hypervolume, one reference point for all three
+runs), then the goal: (c)'s final hypervolume as a share of (b)'s, its epochs as a share of (b)'s, the
+epochs each needed to reach 95% of (b)'s final hypervolume, and whether any candidate on (b)'s front that
+(c) also sampled was pruned in (c). A replay of the rule over (b)'s full learning curves (no training)
+shows how the margin and the warm-up trade epochs for wrongly pruned front members.
+
+    python benchmarks/search_efficiency.py --quick --plot out/search_efficiency.png
+
+Defaults are the settings of BENCHMARKS.md (32 x 32 images, 1,000 training images, 6 epochs, 20 trials for
+(b) and (c), 40 for (a)); --quick shrinks the proxy to 16 x 16 images, 600 training images, 5 epochs, 12 and
+24 trials for a smoke run. The runner resumes studies, so rerunning with the same --workdir picks up where an
+interrupted benchmark stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.resources
+import json
+import math
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from gcsearch.pruning import Finished, find_dominator, make_pruner
+from gcsearch.report import build_report
+from gcsearch.runner import Reporter, RunOptions, TrialOutcome, prepare, work
+from gcsearch.storage_reader import StudyData, TrialRecord, load_study
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+GOAL_HV_SHARE = 0.95
+GOAL_EPOCH_SHARE = 0.60
+
+
+@dataclass
+class Result:
+    """One run: its trials in the order they were run, the epochs each cost, the hypervolume curve."""
+
+    name: str
+    storage: str
+    study: str
+    data: StudyData
+    seconds: float
+    epochs: list[int] = field(default_factory=list)  # per trial, in trial order
+    curve: list[tuple[int, float]] = field(default_factory=list)  # (epochs spent so far, hypervolume)
+
+    @property
+    def total_epochs(self) -> int:
+        return sum(self.epochs)
+
+    @property
+    def final_hv(self) -> float:
+        return self.curve[-1][1] if self.curve else 0.0
+
+    def hv_at(self, budget: float) -> float:
+        """Hypervolume after the last trial whose cumulative epochs fit in `budget`."""
+        hv = 0.0
+        for spent, value in self.curve:
+            if spent > budget:
+                break
+            hv = value
+        return hv
+
+    def epochs_to(self, target: float) -> int | None:
+        """Epochs spent when the hypervolume first reached `target`."""
+        return next((spent for spent, value in self.curve if value >= target - 1e-12), None)
+
+    def keys(self, state: str | None = None) -> set[str]:
+        return {t.user_attrs["key"] for t in self.data.trials
+                if t.user_attrs.get("key") and (state is None or t.state == state)}
+
+
+def epochs_spent(trial: TrialRecord) -> int:
+    """Training epochs a trial cost: all of them when complete, up to the prune epoch when pruned, 0 if reused."""
+    attrs = trial.user_attrs
+    if attrs.get("reused_from") is not None:
+        return 0
+    if trial.state == "PRUNED" and attrs.get("pruned_epoch") is not None:
+        return int(attrs["pruned_epoch"])
+    if trial.state == "COMPLETE" and attrs.get("epochs") is not None:
+        return int(attrs["epochs"])
+    return len(attrs.get("accuracies") or ())
+
+
+# -- study files ----------------------------------------------------------------------------------------
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {value!r} as TOML")
+
+
+def dump_toml(data: dict[str, Any]) -> str:
+    """A study file's dict (top-level keys and one level of tables) as TOML text."""
+    lines = [f"{k} = {_toml_value(v)}" for k, v in data.items() if not isinstance(v, dict)]
+    for name, table in data.items():
+        if isinstance(table, dict):
+            lines += ["", f"[{name}]", *(f"{k} = {_toml_value(v)}" for k, v in table.items())]
+    return "\n".join(lines) + "\n"
+
+
+def study_file(workdir: Path, name: str, *, sampler: str | None, pruning: dict[str, Any], proxy: dict[str, Any],
+               trials: int, seed: int) -> Path:
+    """The built-in joint study with the benchmark's sampler, pruning, proxy and budget."""
+    text = importlib.resources.files("gcsearch.studies").joinpath("joint.toml").read_text(encoding="utf-8")
+    data = tomllib.loads(text)
+    data["name"] = f"joint-{name}"
+    data["seed"] = seed
+    if sampler is not None:
+        data["sampler"] = sampler
+    data["budget"] = {**data.get("budget", {}), "trials": trials}
+    data["proxy"] = {**data.get("proxy", {}), **proxy}
+    data["pruning"] = pruning
+    path = workdir / f"joint-{name}.toml"
+    path.write_text(dump_toml(data), encoding="utf-8")
+    return path
+
+
+# -- running --------------------------------------------------------------------------------------------
+class Progress(Reporter):
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def trial_finished(self, outcome: TrialOutcome, counts: Any, best: Any) -> None:
+        acc = f"{outcome.accuracy:.2f}%" if outcome.accuracy is not None else ""
+        why = f" ({outcome.reason})" if outcome.reason and outcome.state != "COMPLETE" else ""
+        print(f"  [{self.name}] #{outcome.number:<3d} {outcome.state:<8s} {acc:>7s} {outcome.seconds:6.1f}s "
+              f"{outcome.label}{why}", file=sys.stderr, flush=True)
+
+
+def run_search(name: str, path: Path, workdir: Path) -> tuple[str, str, float]:
+    storage = f"sqlite:///{workdir / f'{name}.db'}"
+    started = time.perf_counter()
+    run, _ = prepare(RunOptions(study=str(path), storage=storage, device="cpu"))
+    work(run, Progress(name))
+    return storage, run.spec.name, time.perf_counter() - started
+
+
+# -- analysis -------------------------------------------------------------------------------------------
+def common_reference(results: list[Result]) -> dict[str, float]:
+    """The worst of the runs' own reference points, per objective: every run's front fits under it."""
+    reports = [build_report(r.data) for r in results]
+    ref: dict[str, float] = {}
+    for metric in reports[0].objectives:
+        values = [rep.reference[metric.name] for rep in reports if metric.name in rep.reference]
+        ref[metric.name] = min(values) if metric.direction == "maximize" else max(values)
+    return ref
+
+
+def fill_curve(result: Result, reference: dict[str, float]) -> None:
+    """Hypervolume after each trial (in trial order), against epochs spent so far."""
+    trials = sorted(result.data.trials, key=lambda t: t.number)
+    result.epochs = [epochs_spent(t) for t in trials]
+    spent = 0
+    result.curve = []
+    for k, trial in enumerate(trials, start=1):
+        spent += result.epochs[k - 1]
+        if trial.state != "COMPLETE" and result.curve:
+            result.curve.append((spent, result.curve[-1][1]))
+            continue
+        prefix = replace(result.data, trials=trials[:k])
+        hv = build_report(prefix, reference=reference).hypervolume
+        result.curve.append((spent, hv or 0.0))
+
+
+def front_keys(result: Result) -> set[str]:
+    return {row.key for row in build_report(result.data).front}
+
+
+def replay(result: Result, margins: list[float], warmups: list[int], min_trials: int,
+           front: set[str]) -> list[dict[str, Any]]:
+    """The front rule replayed over an unpruned run's full curves, trial by trial in run order.
+
+    Each trial is checked against the trials finished before it; a trial the rule would have stopped
+    counts its epochs up to that point. No retraining, so the sampler's reaction to pruned trials is
+    not modelled: this measures the rule, not the search.
+    """
+    trials = sorted((t for t in result.data.trials if t.state == "COMPLETE"), key=lambda t: t.number)
+    directions = [o["direction"] for o in result.data.summary.meta["objectives"]]
+    out = []
+    for warmup in warmups:
+        for margin in margins:
+            pruner = make_pruner({"rule": "front", "margin": margin, "warmup_epochs": warmup,
+                                  "min_trials": min_trials}, directions)
+            spent, pruned, wrong = 0, 0, []
+            for i, t in enumerate(trials):
+                curve = t.user_attrs["accuracies"]
+                earlier = trials[:i]
+                stop = None
+                if len(earlier) >= pruner.min_trials:
+                    for epoch in range(pruner.warmup_epochs + 1, len(curve)):
+                        finished = [Finished(o.number, o.user_attrs["accuracies"][epoch - 1], tuple(o.values[1:]),
+                                             o.user_attrs.get("key")) for o in earlier if o.feasible]
+                        if find_dominator(curve[epoch - 1], t.values[1:], finished, margin,
+                                          key=t.user_attrs.get("key")):
+                            stop = epoch
+                            break
+                spent += stop or len(curve)
+                if stop:
+                    pruned += 1
+                    if t.user_attrs.get("key") in front:
+                        wrong.append(t.number)
+            out.append({"warmup": warmup, "margin": margin, "pruned": pruned, "epochs": spent,
+                        "front_pruned": wrong})
+    return out
+
+
+def print_table(results: list[Result], base: Result, steps: int = 10) -> None:
+    horizon = max(r.total_epochs for r in results)
+    budgets = sorted({round(base.total_epochs * i / steps) for i in range(1, steps + 1)}
+                     | {r.total_epochs for r in results} | ({horizon} if horizon > base.total_epochs else set()))
+    header = f"{'epochs':>7s} {'% of (b)':>8s} " + " ".join(f"{r.name:>14s}" for r in results)
+    print(header)
+    print("-" * len(header))
+    for budget in budgets:
+        cells = " ".join(f"{r.hv_at(budget):14.3f}" if budget <= r.total_epochs or r is base else
+                         f"{r.final_hv:13.3f}*" for r in results)
+        print(f"{budget:7d} {100 * budget / base.total_epochs:7.0f}% {cells}")
+    print("(* the run had ended; its final value)")
+
+
+def plot(results: list[Result], base: Result, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for r in results:
+        xs = [0] + [s for s, _ in r.curve]
+        ys = [0.0] + [v for _, v in r.curve]
+        ax.step(xs, ys, where="post", label=f"{r.name} ({r.total_epochs} epochs)")
+    ax.axhline(GOAL_HV_SHARE * base.final_hv, color="grey", ls=":", lw=1, label="95% of (b)'s final")
+    ax.axvline(GOAL_EPOCH_SHARE * base.total_epochs, color="grey", ls="--", lw=1, label="60% of (b)'s epochs")
+    ax.set_xlabel("training epochs spent")
+    ax.set_ylabel("hypervolume (accuracy % x GFLOPs)")
+    ax.set_title("joint study: hypervolume against training epochs")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(alpha=0.3)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small proxy and fewer trials (a few minutes)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--trials", type=int, default=None, help="finished trials for (b) and (c)")
+    parser.add_argument("--reference-trials", type=int, default=None, help="random trials for (a)")
+    parser.add_argument("--epochs", type=int, default=None, help="proxy training epochs")
+    parser.add_argument("--train-size", type=int, default=None, help="proxy training images")
+    parser.add_argument("--plot", type=Path, default=None, help="save the curves here (PNG)")
+    parser.add_argument("--workdir", type=Path, default=None, help="keep the databases and study files here")
+    parser.add_argument("--reuse", action="store_true", help="analyse the databases already in --workdir")
+    args = parser.parse_args(argv)
+
+    # The settings of BENCHMARKS.md, and a smaller proxy (16 x 16 images) for a smoke run.
+    trials = args.trials or (12 if args.quick else 20)
+    ref_trials = args.reference_trials or 2 * trials
+    proxy = {"image_size": 16 if args.quick else 32, "train_size": args.train_size or (600 if args.quick else 1000),
+             "val_size": 300 if args.quick else 500, "epochs": args.epochs or (5 if args.quick else 6)}
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="gcsearch-search-efficiency-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    runs = {
+        "(a) random": dict(sampler="random", pruning={"rule": "none"}, trials=ref_trials),
+        "(b) tpe": dict(sampler=None, pruning={"rule": "none"}, trials=trials),
+        "(c) tpe+front": dict(sampler=None, pruning={}, trials=trials),
+    }
+    print(f"joint study, seed {args.seed}, proxy {proxy}, {trials} trials for (b) and (c), {ref_trials} for (a); "
+          f"databases in {workdir}", flush=True)
+
+    # (b) and (c) first: they are the comparison; (a) is the reference. A run whose database already
+    # holds its trials returns at once (the runner resumes studies), so an interrupted benchmark resumes.
+    done: dict[str, Result] = {}
+    for name in ("(b) tpe", "(c) tpe+front", "(a) random"):
+        how = runs[name]
+        tag = name.split()[0].strip("()")
+        path = study_file(workdir, tag, sampler=how["sampler"], pruning=how["pruning"], proxy=proxy,
+                          trials=how["trials"], seed=args.seed)
+        storage = f"sqlite:///{workdir / f'{tag}.db'}"
+        seconds = float("nan")
+        if not (args.reuse and (workdir / f"{tag}.db").exists()):
+            storage, _, seconds = run_search(tag, path, workdir)
+        data = load_study(storage, f"joint-{tag}")
+        done[name] = Result(name, storage, data.name, data, seconds)
+    results = [done[name] for name in runs]
+
+    reference = common_reference(results)
+    for r in results:
+        fill_curve(r, reference)
+    a, b, c = results
+
+    print(f"\nhypervolume against training epochs (reference point {reference}; accuracy % x GFLOPs)")
+    print_table(results, b)
+    print("\nrun            trials complete pruned  epochs  final HV  wall s")
+    for r in results:
+        n = len(r.data.trials)
+        complete = sum(t.state == "COMPLETE" for t in r.data.trials)
+        pruned = sum(t.state == "PRUNED" for t in r.data.trials)
+        print(f"{r.name:<14s} {n:6d} {complete:8d} {pruned:6d} {r.total_epochs:7d} {r.final_hv:9.3f} {r.seconds:7.0f}")
+
+    front_b = front_keys(b)
+    sampled_both = front_b & c.keys()
+    pruned_c = c.keys("PRUNED") - c.keys("COMPLETE")
+    lost = sorted(sampled_both & pruned_c)
+    target = GOAL_HV_SHARE * b.final_hv
+    hv_share = c.final_hv / b.final_hv if b.final_hv else math.nan
+    epoch_share = c.total_epochs / b.total_epochs
+    to_c, to_b = c.epochs_to(target), b.epochs_to(target)
+    print("\ngoal: (c) reaches >= 95% of (b)'s final hypervolume with <= 60% of (b)'s epochs")
+    print(f"  (c) final HV / (b) final HV: {hv_share:.3f}    (c) epochs / (b) epochs: {epoch_share:.3f}")
+    print(f"  epochs to reach 95% of (b)'s final HV: (c) {to_c} ({_share(to_c, b.total_epochs)}), "
+          f"(b) {to_b} ({_share(to_b, b.total_epochs)}), (a) {a.epochs_to(target)}")
+    print(f"  (c)'s HV at 60% of (b)'s epochs: {c.hv_at(GOAL_EPOCH_SHARE * b.total_epochs) / b.final_hv:.3f} of "
+          f"(b)'s final; (b)'s own: {b.hv_at(GOAL_EPOCH_SHARE * b.total_epochs) / b.final_hv:.3f}")
+    print(f"  (b)'s front: {len(front_b)} candidates, {len(sampled_both)} also sampled by (c), "
+          f"{len(lost)} of them pruned in (c){': ' + ', '.join(lost) if lost else ''}")
+    met = hv_share >= GOAL_HV_SHARE and to_c is not None and to_c <= GOAL_EPOCH_SHARE * b.total_epochs and not lost
+    print(f"  goal {'met' if met else 'NOT met'}")
+
+    rows = replay(b, margins=[0.0, 1.0, 2.0, 4.0], warmups=[0, 1, 2], min_trials=5, front=front_b)
+    print(f"\nthe front rule replayed over (b)'s {sum(t.state == 'COMPLETE' for t in b.data.trials)} full curves "
+          "(no retraining, sampler feedback not modelled)")
+    print("warmup margin  pruned  epochs  % of (b)  (b)-front members pruned")
+    for row in rows:
+        print(f"{row['warmup']:6d} {row['margin']:6.1f} {row['pruned']:7d} {row['epochs']:7d} "
+              f"{100 * row['epochs'] / b.total_epochs:8.0f}%  {row['front_pruned'] or '-'}")
+    if args.plot:
+        plot(results, b, args.plot)
+        print(f"\nplot: {args.plot}")
+    return 0
+
+
+def _share(value: int | None, total: int) -> str:
+    return "never" if value is None else f"{100 * value / total:.0f}%"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
