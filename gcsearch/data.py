@@ -299,11 +299,37 @@ def read_cifar(
     return torch.cat(xs), torch.cat(ys), classes
 
 
+class _CifarUnpickler(pickle.Unpickler):
+    """Unpickles CIFAR's python batches and nothing else.
+
+    The official files hold dicts of bytes, ints, lists and one numpy array; pickle would otherwise call any
+    global a file names (os.system included), so a file dropped into --data-dir could run code. Only the
+    numpy functions that rebuild an array are allowed.
+    """
+
+    ALLOWED = frozenset({
+        ("numpy", "ndarray"), ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+        ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+    })
+
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}: a CIFAR batch holds only arrays, "
+                                         "lists, bytes and numbers")
+        return super().find_class(module, name)
+
+
 def _unpickle(path: Path) -> dict:
     try:
         with open(path, "rb") as f:
-            d = pickle.load(f, encoding="bytes")
-    except (EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError, IndexError) as e:
+            d = _CifarUnpickler(f, encoding="bytes").load()
+    except pickle.UnpicklingError as e:
+        if str(e).startswith("refusing"):
+            raise DataError(f"{path}: not a CIFAR python batch ({e})") from None
+        raise DataError(f"{path}: truncated or not a CIFAR python batch ({type(e).__name__})") from None
+    except (EOFError, ValueError, TypeError, AttributeError, IndexError) as e:
         raise DataError(f"{path}: truncated or not a CIFAR python batch ({type(e).__name__})") from None
     except OSError as e:
         raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
