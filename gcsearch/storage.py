@@ -14,11 +14,14 @@ Every storage gets heartbeats: a running trial writes one every `heartbeat` seco
 
 from __future__ import annotations
 
+import os
+import shutil
 import sqlite3
 import warnings
 import weakref
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import optuna
 import sqlalchemy
@@ -50,13 +53,13 @@ def parse_url(url: str) -> sqlalchemy.URL:
             "postgresql+psycopg://user:password@host/dbname"
         ) from None
     try:
-        parsed.get_dialect()
+        parsed.get_dialect().import_dbapi()  # the driver module too: Optuna would fail on it with a traceback
     except sqlalchemy.exc.NoSuchModuleError:
         raise InputError(f"--storage: unknown database kind {parsed.drivername!r} in {mask_url(url)} "
                          "(use sqlite, postgresql, mysql)") from None
     except ImportError as exc:
         raise InputError(f"--storage: the driver for {parsed.drivername!r} is not installed ({exc.name}); "
-                         "for PostgreSQL: pip install 'gcsearch[postgres]'") from None
+                         "for PostgreSQL use postgresql+psycopg://... with pip install 'gcsearch[postgres]'") from None
     return parsed
 
 
@@ -89,10 +92,12 @@ def open_storage(url: str = DEFAULT_STORAGE, heartbeat: int = DEFAULT_HEARTBEAT,
                  grace: int | None = None) -> optuna.storages.RDBStorage:
     """An RDBStorage for `url` with heartbeats. InputError for a bad URL, RuntimeFailure when unreachable."""
     parsed = parse_url(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
-        parent = Path(parsed.database).expanduser().resolve().parent
-        if not parent.is_dir():
-            raise InputError(f"--storage: the folder {str(parent)!r} for {mask_url(url)} does not exist")
+    sqlite_file = parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:"
+    if sqlite_file:
+        path = Path(parsed.database).expanduser().resolve()
+        if not path.parent.is_dir():
+            raise InputError(f"--storage: the folder {str(path.parent)!r} for {mask_url(url)} does not exist")
+        check_sqlite_file(path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         try:
@@ -103,7 +108,10 @@ def open_storage(url: str = DEFAULT_STORAGE, heartbeat: int = DEFAULT_HEARTBEAT,
                 grace_period=grace if grace is not None else 4 * heartbeat,
                 heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3),
             )
-        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError) as exc:
+        except (sqlalchemy.exc.DatabaseError, sqlalchemy.exc.InterfaceError) as exc:
+            if sqlite_file:
+                raise RuntimeFailure(f"--storage: cannot open {mask_url(url)}: {_first_line(exc, parsed)}"
+                                     f"{_sqlite_hint(path)}") from None
             raise RuntimeFailure(f"--storage: cannot reach {mask_url(url)}: {_first_line(exc, parsed)}") from None
         except optuna.exceptions.StorageInternalError as exc:
             cause = exc.__cause__ if exc.__cause__ is not None else exc
@@ -115,6 +123,57 @@ def open_storage(url: str = DEFAULT_STORAGE, heartbeat: int = DEFAULT_HEARTBEAT,
         # BEGIN IMMEDIATE the inner one would wait for the outer one's lock.
         _IMMEDIATE.add(storage.engine)
     return storage
+
+
+def check_sqlite_file(path: Path) -> None:
+    """Refuse an existing file that is not an Optuna SQLite database, before anything writes to it.
+
+    Opening it through Optuna would create Optuna's tables in someone else's database (or, for a file that
+    is not a database at all, fail with a traceback). Read-only here: mode=ro cannot change the file.
+    """
+    if not path.is_file() or path.stat().st_size == 0:
+        return  # a new database, or an empty file SQLite treats as one
+    try:
+        conn = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S)
+        try:
+            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        if "not a database" in str(exc) or "malformed" in str(exc):
+            raise InputError(f"--storage: {path} is not a SQLite database ({exc}); it is left as it is") from None
+        return  # cannot look (e.g. a WAL file on a read-only folder): opening it says why
+    if tables and not {"studies", "version_info"} <= tables:
+        shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+        raise InputError(f"--storage: {path} is a SQLite database but not an Optuna one (its tables: {shown}); "
+                         "gcsearch will not add tables to it: give a new file") from None
+
+
+def _sqlite_hint(path: Path) -> str:
+    """Why SQLite may have failed to open or write `path`: a read-only folder, a full disk."""
+    try:
+        if not os.access(path.parent, os.W_OK):
+            return f" (the folder {path.parent} is read-only; SQLite writes the file and its -wal and -shm files there)"
+        if shutil.disk_usage(path.parent).free < 1 << 20:
+            return f" (no space left on the device of {path.parent})"
+    except OSError:
+        pass
+    return ""
+
+
+def describe_error(exc: BaseException, url: str | None = None) -> str:
+    """One line for a storage failure: the driver's own message (Optuna's StorageInternalError hides it
+    behind "An exception is raised during the commit"), the URL's password masked."""
+    inner: BaseException = exc
+    while isinstance(inner, optuna.exceptions.StorageInternalError) and inner.__cause__ is not None:
+        inner = inner.__cause__
+    parsed = None
+    if url is not None:
+        try:
+            parsed = make_url(url)
+        except Exception:
+            parsed = None
+    return _first_line(inner, parsed)
 
 
 def _first_line(exc: BaseException, url: sqlalchemy.URL | None = None) -> str:
