@@ -118,6 +118,14 @@ def normalize_url(storage: str) -> str:
     return storage
 
 
+def masked(storage: str) -> str:
+    """`storage` as it may be printed or exported: any password replaced by ***."""
+    try:
+        return sa.make_url(storage).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - connect() has already refused a malformed URL
+        return "<unparsable storage URL>"
+
+
 def sqlite_path(url: sa.URL) -> Path:
     database = url.database or ""
     if database in ("", ":memory:") or database.startswith("file::memory:"):
@@ -178,8 +186,9 @@ class Reader:
     """Runs the read-only queries against one storage. Use as a context manager."""
 
     def __init__(self, storage: str) -> None:
-        self.storage = normalize_url(storage)
-        self.engine = connect(self.storage)
+        url = normalize_url(storage)
+        self.engine = connect(url)
+        self.storage = masked(url)  # what messages and reports show: never the password
         self._checked = False
 
     def __enter__(self) -> Reader:

@@ -17,7 +17,7 @@ from gcsearch.commands import console, err_console
 from gcsearch.errors import InputError
 from gcsearch.report import DEFAULT_STORAGE, SORT_KEYS, SPEC_DIMS, Report, list_studies, load_trial, read_report
 from gcsearch.report_format import FORMATS, display_columns, header_lines, render, text_table, text_table_width
-from gcsearch.storage_reader import StudySummary, TrialRecord
+from gcsearch.storage_reader import StudySummary, TrialRecord, masked
 
 StorageOption = Annotated[str, typer.Option(
     "--storage", metavar="URL", envvar="GCSEARCH_STORAGE",
@@ -163,9 +163,9 @@ def studies(
         console.file.write(json.dumps([_study_dict(s) for s in found], indent=2) + "\n")
         return
     if not found:
-        console.print(f"no study in {storage}", highlight=False)
+        console.print(f"no study in {masked(storage)}", highlight=False)
         return
-    table = Table(title=f"Studies in {storage}", title_justify="left", header_style="bold", box=box.SIMPLE_HEAD)
+    table = Table(title=f"Studies in {masked(storage)}", title_justify="left", header_style="bold", box=box.SIMPLE_HEAD)
     for title, justify in (("study", "left"), ("complete", "right"), ("pruned", "right"), ("failed", "right"),
                            ("running", "right"), ("dataset", "left"), ("objectives", "left"),
                            ("last update", "left")):
