@@ -29,7 +29,7 @@ import torch
 
 from gcsearch.backbones.config import BACKBONES, STAGES
 from gcsearch.backbones.resnet import build_model
-from gcsearch.errors import InputError
+from gcsearch.errors import InputError, RuntimeFailure
 from gcsearch.spec import ArchSpec
 
 with warnings.catch_warnings():  # fvcore scripts a loss function at import; torch deprecates torch.jit.script
@@ -184,7 +184,7 @@ def _counts(spec: ArchSpec, size: tuple[int, int, int], num_classes: int) -> dic
         total = int(analysis.total())
     unsupported = {op: n for op, n in analysis.unsupported_ops().items() if op not in _ZERO_COST_OPS}
     if unsupported:  # a block op we do not count would make that block look cheaper than it is
-        raise RuntimeError(f"fvcore cannot count ops {sorted(unsupported)} in {spec.label()}")
+        raise RuntimeFailure(f"fvcore cannot count ops {sorted(unsupported)} in {spec.label()}")
 
     cfg = BACKBONES[spec.backbone]
     depth = spec.depth or cfg.depth
