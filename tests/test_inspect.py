@@ -57,7 +57,9 @@ def test_spec_file_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture) -> 
     code, out, _ = run(["--spec", str(path), "--json"], capsys)
     second = json.loads(out)
     assert code == 0 and second == first
-    code, out, _ = run(["--spec", str(path), "--json", "--input-size", "1x48x40", "--num-classes", "3"], capsys)
+    whole = tmp_path / "whole.json"
+    whole.write_text(json.dumps(first))  # the whole --json output reads back too
+    code, out, _ = run(["--spec", str(whole), "--json", "--input-size", "1x48x40", "--num-classes", "3"], capsys)
     third = json.loads(out)
     assert third["input_size"] == [1, 48, 40] and third["stages"]["c2"]["output_size"] == [8, 48, 40]
     assert third["block_params"] == first["block_params"] and third["params"] < first["params"]
@@ -114,7 +116,7 @@ def test_invalid_values_exit_2_with_one_line(args: list[str], field: str, capsys
 def test_bad_spec_files(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     cases = {"missing.json": None, "broken.json": "{not json", "unknown.json": json.dumps({"block": "gc", "size": 3}),
              "invalid.json": json.dumps({"block": "gc", "ratio": 1000})}
-    expected = {"missing.json": "spec: cannot read", "broken.json": "spec: not valid JSON",
+    expected = {"missing.json": "spec: cannot read", "broken.json": "is not valid JSON",
                 "unknown.json": "size: unknown field", "invalid.json": "ratio: ratio 1000 leaves no channel"}
     for name, text in cases.items():
         path = tmp_path / name
@@ -139,3 +141,4 @@ def test_console_script_exit_code_and_help() -> None:
                    "--num-classes", "--latency", "--device", "--json"):
         assert option in helped.stdout
     assert "gcsearch inspect --backbone resnet50 --block gc" in helped.stdout
+    assert "(default: c3,c4,c5)" in helped.stdout

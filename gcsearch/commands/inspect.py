@@ -25,35 +25,35 @@ def _opt(name: str, help: str, metavar: str = "TEXT") -> Any:
 
 
 def inspect(
-    backbone: Annotated[str | None, _opt("backbone", f"Backbone: {', '.join(BACKBONES)}. [default: proxy]",
+    backbone: Annotated[str | None, _opt("backbone", f"Backbone: {', '.join(BACKBONES)}. (default: proxy)",
                                          "NAME")] = None,
-    width: Annotated[int | None, _opt("width", "Base width of a proxy backbone (c2's channels). [default: 16]",
+    width: Annotated[int | None, _opt("width", "Base width of a proxy backbone (c2's channels). (default: 16)",
                                       "N")] = None,
     depth: Annotated[str | None, _opt("depth", "Residual blocks per stage c2..c5 of a proxy backbone, e.g. 2,2,2,2.",
                                       "N,N,N,N")] = None,
-    block: Annotated[str | None, _opt("block", f"Block preset: {', '.join(BLOCKS)}. [default: gc]", "NAME")] = None,
+    block: Annotated[str | None, _opt("block", f"Block preset: {', '.join(BLOCKS)}. (default: gc)", "NAME")] = None,
     context: Annotated[str | None, _opt("context", f"Context modeling: {', '.join(CONTEXTS)}.", "KIND")] = None,
     transform: Annotated[str | None, _opt("transform", f"Transform: {', '.join(TRANSFORMS)}.", "KIND")] = None,
     norm: Annotated[str | None, _opt("norm", f"Norm inside the bottleneck: {', '.join(NORMS)}.", "KIND")] = None,
     act: Annotated[str | None, _opt("act", f"Activation inside the bottleneck: {', '.join(ACTS)}.", "KIND")] = None,
     fusion: Annotated[str | None, _opt("fusion", f"Fusion: {', '.join(FUSIONS)} (scale, then add).", "KIND")] = None,
-    ratio: Annotated[int | None, _opt("ratio", "Bottleneck ratio r: C -> C/r -> C. [default: 16]", "R")] = None,
+    ratio: Annotated[int | None, _opt("ratio", "Bottleneck ratio r: C -> C/r -> C. (default: 16)", "R")] = None,
     stages: Annotated[str | None, _opt("stages", f"Stages that get blocks, from {','.join(STAGES)}. "
-                                                 "[default: c3,c4,c5]", "LIST")] = None,
+                                                 "(default: c3,c4,c5)", "LIST")] = None,
     position: Annotated[str | None, _opt("position", f"Where in a residual block: {', '.join(POSITIONS)}. "
-                                                     "[default: after_1x1]", "WHERE")] = None,
+                                                     "(default: after_1x1)", "WHERE")] = None,
     blocks: Annotated[str | None, _opt("blocks", f"Which residual blocks of a stage: {', '.join(BLOCK_SETS)} "
-                                                 "(last: the paper's '+1 block'). [default: all]", "WHICH")] = None,
+                                                 "(last: the paper's '+1 block'). (default: all)", "WHICH")] = None,
     spec_file: Annotated[Path | None, typer.Option(
         "--spec", metavar="FILE.json", show_default=False,
-        help="Read the whole candidate from a JSON file (what --json prints under 'spec', or a trial's spec) "
-             "instead of the options above.")] = None,
+        help="Read the whole candidate from a JSON file instead of the options above: a spec object, or any "
+             "object with one under 'spec' (what --json prints).")] = None,
     input_size: Annotated[str | None, typer.Option(
         "--input-size", metavar="SIZE", show_default=False,
-        help="Image size: 224 means 3x224x224; also HxW or CxHxW. [default: 224, proxy backbones 32]")] = None,
+        help="Image size: 224 means 3x224x224; also HxW or CxHxW. (default: 224, proxy backbones 32)")] = None,
     num_classes: Annotated[int | None, typer.Option(
         "--num-classes", metavar="N", show_default=False,
-        help="Classes of the head. [default: 1000, proxy backbones 10]")] = None,
+        help="Classes of the head. (default: 1000, proxy backbones 10)")] = None,
     latency: Annotated[bool, typer.Option(
         "--latency",
         help="Also time forward and forward+backward passes (batch of one, median after warm-up).")] = False,
@@ -108,7 +108,13 @@ def _read_spec(path: Path, given: dict[str, Any]) -> ArchSpec:
         text = path.read_text()
     except OSError as exc:
         raise InputError(f"spec: cannot read {path}: {exc.strerror or exc}") from None
-    return ArchSpec.from_json(text)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"spec: {path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    if isinstance(data, dict) and isinstance(data.get("spec"), dict):
+        data = data["spec"]  # the whole output of `inspect --json`, or a trial's attributes
+    return ArchSpec.from_dict(data)
 
 
 def _parse_input_size(text: str) -> tuple[int, int, int]:
