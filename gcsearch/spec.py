@@ -167,7 +167,9 @@ def _canonical(spec: ArchSpec) -> dict[str, Any]:
     else:
         for name, fixed in (("width", cfg.width), ("depth", cfg.depth)):
             given = getattr(spec, name)
-            if given is not None and (tuple(given) if name == "depth" and isinstance(given, (list, tuple)) else given) != fixed:
+            if isinstance(given, list):
+                given = tuple(given)
+            if given is not None and given != fixed:
                 raise SpecError(name, f"{backbone} has a fixed {name}; only proxy backbones take one")
         out["width"] = None
         out["depth"] = None
@@ -194,12 +196,14 @@ def _canonical(spec: ArchSpec) -> dict[str, Any]:
         transform = _choice("transform", comp.get("transform"), TRANSFORMS)
         if transform == "se":  # SE's transform is a bottleneck without norm: FC -> ReLU -> FC
             transform, comp["norm"], comp["act"] = "bottleneck", "none", "relu"
-        resolved = {"context": context, "transform": transform, "fusion": _choice("fusion", comp.get("fusion"), FUSIONS)}
+        fusion = _choice("fusion", comp.get("fusion"), FUSIONS)
+        resolved = {"context": context, "transform": transform, "fusion": fusion}
         if transform == "bottleneck":
             resolved["norm"] = _choice("norm", comp.get("norm", "ln"), NORMS)
             resolved["act"] = _choice("act", comp.get("act", "relu"), ACTS)
             ratio = _positive_int("ratio", comp.get("ratio", DEFAULT_RATIO))
-            narrowest = min(block_channels(cfg.kind, out["width"] or cfg.width, s, placement["position"]) for s in placement["stages"])
+            width = out["width"] or cfg.width
+            narrowest = min(block_channels(cfg.kind, width, s, placement["position"]) for s in placement["stages"])
             if narrowest // ratio < 1:
                 raise SpecError("ratio", f"ratio {ratio} leaves no channel in a block of {narrowest} channels")
             resolved["ratio"] = ratio
