@@ -1,0 +1,41 @@
+"""Reliability tests: faults survived and bad inputs tried.
+
+Each test adds what it did to `reliability_helpers.FIGURES`; the totals are printed at the end of the session
+(and written as JSON to $GCSEARCH_RELIABILITY_FIGURES when set), so the README's "Reliability" figures are
+copied from a real run rather than written by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/: run_helpers
+
+from reliability_helpers import FIGURE_NAMES, FIGURES  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread in this process: on a busy 2-core machine two OpenMP threads per tiny model make a
+    trial many times slower (they spin waiting for each other), and these tests run many short trials."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ANN001
+    if not FIGURES:
+        return
+    terminalreporter.section("reliability figures")
+    for key, label in FIGURE_NAMES.items():
+        terminalreporter.write_line(f"{label}: {FIGURES.get(key, 0)}")
+    path = os.environ.get("GCSEARCH_RELIABILITY_FIGURES")
+    if path:
+        Path(path).write_text(json.dumps({k: FIGURES.get(k, 0) for k in FIGURE_NAMES}, indent=2) + "\n")
