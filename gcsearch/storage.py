@@ -161,6 +161,23 @@ def _sqlite_hint(path: Path) -> str:
     return ""
 
 
+# What a storage call raises when the database fails under it (Optuna wraps most SQLAlchemy errors).
+STORAGE_ERRORS = (optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError)
+
+
+def storage_failure(exc: BaseException, url: str, doing: str = "use") -> RuntimeFailure:
+    """A RuntimeFailure for a storage call that failed: `--storage: cannot <doing> <url>: <reason>`, the
+    password masked, and for a SQLite file whether its folder is read-only or its disk full."""
+    hint = ""
+    try:
+        parsed = make_url(url)
+        if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
+            hint = _sqlite_hint(Path(parsed.database).expanduser().resolve())
+    except Exception:
+        pass
+    return RuntimeFailure(f"--storage: cannot {doing} {mask_url(url)}: {describe_error(exc, url)}{hint}")
+
+
 def describe_error(exc: BaseException, url: str | None = None) -> str:
     """One line for a storage failure: the driver's own message (Optuna's StorageInternalError hides it
     behind "An exception is raised during the commit"), the URL's password masked."""
