@@ -700,14 +700,16 @@ def summarize(run: Run, seconds: float, trained: int) -> Summary:
 # --- several local workers -----------------------------------------------------------------------------
 
 
-def _worker_main(options: RunOptions, threads: int, log: bool) -> None:
+def _worker_main(options: RunOptions, threads: int, log: str | None) -> None:
     """Entry point of a worker process: the same study, its own device, its own share of the CPU."""
     _passive_openmp_threads()
     import torch
 
     if threads:
         torch.set_num_threads(threads)
-    reporter: Reporter = LogLines(prefix=f"[worker {options.worker_index}] ") if log else Reporter()
+    stream = sys.stderr if log == "stderr" else sys.stdout
+    reporter: Reporter = Reporter() if log is None else LogLines(
+        prefix=f"[worker {options.worker_index}] ", write=lambda line: print(line, file=stream, flush=True))
     try:
         run, _ = prepare(options)
         work(run, reporter)
@@ -731,9 +733,11 @@ def worker_devices(device: str | None, workers: int) -> list[str | None]:
     return [f"cuda:{i % n}" for i in range(workers)]
 
 
-def run_local_workers(run: Run, reporter: Reporter, log: bool) -> int:
+def run_local_workers(run: Run, reporter: Reporter, log: str | None) -> int:
     """Start `run.options.workers` worker processes on the study `run` has set up; poll it until they end.
 
+    `log`: where each worker prints its log lines ("stdout" or "stderr"), or None for silent workers whose
+    results this process reports as it sees them in the storage.
     Returns the trials they trained. Raises KeyboardInterrupt (after the workers recorded their trials) on
     Ctrl-C or SIGTERM, RuntimeFailure or InputError when a worker failed.
     """

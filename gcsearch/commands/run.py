@@ -112,7 +112,8 @@ def run(
         if isinstance(view, LiveView):
             view.start()
         if workers > 1:
-            trained = run_local_workers(run_, view, log=quiet or not out.is_terminal)
+            log = None if isinstance(view, LiveView) else "stderr" if as_json else "stdout"
+            trained = run_local_workers(run_, view, log=log)
         else:
             trained = work(run_, view)
     except KeyboardInterrupt:
