@@ -105,7 +105,9 @@ def snapshot(trial: optuna.trial.FrozenTrial) -> tuple[Any, ...]:
 
 def gcsearch_process(*args: str, cwd: Path, **kwargs: Any) -> subprocess.Popen:
     """`python -m gcsearch ...` as a child process (its own session, so signals reach it alone)."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
+    # One thread per process: tiny models gain nothing from more, and the tests must not slow to a crawl
+    # when other work shares the machine.
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200", "OMP_NUM_THREADS": "1"}
     return subprocess.Popen([sys.executable, "-m", "gcsearch", *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True, **kwargs)
 

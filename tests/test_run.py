@@ -22,6 +22,16 @@ TRIAL_ATTRS = {"spec", "key", "label", "flops", "params", "block_flops", "block_
                "train_seconds", "epochs", "seed", "repeat", "device", "versions"}
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models gain nothing from a second thread, and on a shared machine two spinning OpenMP threads
+    make each trial many times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def db(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'gcsearch.db'}"

@@ -38,7 +38,7 @@ def _six_grid(path: Path, name: str) -> Path:
 
 def test_a_killed_worker_loses_nothing_and_an_interrupted_one_exits_130(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'gcsearch.db'}"
-    path = write_grid(tmp_path / "kill.toml", "kill", epochs=6, proxy=SLOW_PROXY)
+    path = write_grid(tmp_path / "kill.toml", "kill", epochs=4, proxy=SLOW_PROXY)
     args = ("run", "--study", str(path), "--storage", db, "--quiet", "--heartbeat", "1")
 
     def complete() -> list[optuna.trial.FrozenTrial]:
