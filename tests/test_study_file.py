@@ -168,3 +168,14 @@ def test_an_unknown_study_exits_2(ref: str, message: str, capsys: pytest.Capture
     assert message in err
     if ref == "plcement":
         assert "did you mean 'placement'" in err
+
+
+def test_the_readme_example_study_file_is_valid() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("## Studies", 1)[1].split("\n## ", 1)[0]
+    example = section.split("```toml\n", 1)[1].split("```", 1)[0]
+    study = parse_study(example, "README.md")
+    assert (study.name, study.sampler, study.max_flops, study.trials) == ("mine", "grid", 50_000_000, 20)
+    assert set(study.space) == {"block", "stages", "ratio"} and study.fixed == {"position": "after_1x1"}
+    # none merges across ratios: gc and se at two stage sets and two ratios, plus the baseline
+    assert len(study.candidates()) == 1 + 2 * 2 * 2
