@@ -36,7 +36,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from gcsearch.pruning import Finished, find_dominator, make_pruner
+from gcsearch.pruning import Finished, find_dominator, make_pruner, overturned_lead
 from gcsearch.report import build_report
 from gcsearch.runner import Reporter, RunOptions, TrialOutcome, prepare, work
 from gcsearch.storage_reader import StudyData, TrialRecord, load_study
@@ -190,41 +190,42 @@ def front_keys(result: Result) -> set[str]:
     return {row.key for row in build_report(result.data).front}
 
 
-def replay(result: Result, margins: list[float], warmups: list[int], min_trials: int,
-           front: set[str]) -> list[dict[str, Any]]:
+def replay(result: Result, variants: list[dict[str, Any]], front: set[str]) -> list[dict[str, Any]]:
     """The front rule replayed over an unpruned run's full curves, trial by trial in run order.
 
-    Each trial is checked against the trials finished before it; a trial the rule would have stopped
-    counts its epochs up to that point. No retraining, so the sampler's reaction to pruned trials is
-    not modelled: this measures the rule, not the search.
+    Each trial (reused ones left out: they cost nothing) is checked against the trials finished before
+    it, with the rule's own pieces (gcsearch.pruning); a trial the rule would have stopped counts its
+    epochs up to that point. No retraining, so the sampler's reaction to pruned trials is not modelled:
+    this measures the rule, not the search.
     """
-    trials = sorted((t for t in result.data.trials if t.state == "COMPLETE"), key=lambda t: t.number)
+    trials = sorted((t for t in result.data.trials
+                     if t.state == "COMPLETE" and t.user_attrs.get("reused_from") is None), key=lambda t: t.number)
     directions = [o["direction"] for o in result.data.summary.meta["objectives"]]
     out = []
-    for warmup in warmups:
-        for margin in margins:
-            pruner = make_pruner({"rule": "front", "margin": margin, "warmup_epochs": warmup,
-                                  "min_trials": min_trials}, directions)
-            spent, pruned, wrong = 0, 0, []
-            for i, t in enumerate(trials):
-                curve = t.user_attrs["accuracies"]
-                earlier = trials[:i]
-                stop = None
-                if len(earlier) >= pruner.min_trials:
-                    for epoch in range(pruner.warmup_epochs + 1, len(curve)):
-                        finished = [Finished(o.number, o.user_attrs["accuracies"][epoch - 1], tuple(o.values[1:]),
-                                             o.user_attrs.get("key")) for o in earlier if o.feasible]
-                        if find_dominator(curve[epoch - 1], t.values[1:], finished, margin,
-                                          key=t.user_attrs.get("key")):
-                            stop = epoch
-                            break
-                spent += stop or len(curve)
-                if stop:
-                    pruned += 1
-                    if t.user_attrs.get("key") in front:
-                        wrong.append(t.number)
-            out.append({"warmup": warmup, "margin": margin, "pruned": pruned, "epochs": spent,
-                        "front_pruned": wrong})
+    for variant in variants:
+        pruner = make_pruner({"rule": "front", **variant}, directions)
+        spent, pruned, wrong = 0, 0, []
+        for i, t in enumerate(trials):
+            curve = t.user_attrs["accuracies"]
+            earlier = trials[:i]
+            stop = None
+            if len(earlier) >= pruner.min_trials:
+                for epoch in range(pruner.warmup_epochs + 1, len(curve)):
+                    margin = pruner.margin
+                    if pruner.adaptive_margin:
+                        margin = max(margin, overturned_lead((o.user_attrs["accuracies"][epoch - 1],
+                                                              o.user_attrs["accuracies"][-1]) for o in earlier))
+                    finished = [Finished(o.number, o.user_attrs["accuracies"][epoch - 1], tuple(o.values[1:]),
+                                         o.user_attrs.get("key")) for o in earlier if o.feasible]
+                    if find_dominator(curve[epoch - 1], t.values[1:], finished, margin, key=t.user_attrs.get("key")):
+                        stop = epoch
+                        break
+            spent += stop or len(curve)
+            if stop:
+                pruned += 1
+                if t.user_attrs.get("key") in front:
+                    wrong.append(t.number)
+        out.append({**variant, "pruner": pruner, "pruned": pruned, "epochs": spent, "front_pruned": wrong})
     return out
 
 
@@ -277,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plot", type=Path, default=None, help="save the curves here (PNG)")
     parser.add_argument("--workdir", type=Path, default=None, help="keep the databases and study files here")
     parser.add_argument("--reuse", action="store_true", help="analyse the databases already in --workdir")
+    parser.add_argument("--pruning", type=json.loads, default={}, metavar="JSON",
+                        help='(c)\'s [pruning] table, e.g. \'{"adaptive_margin": false}\' (default: the defaults)')
     args = parser.parse_args(argv)
 
     # The settings of BENCHMARKS.md, and a smaller proxy (16 x 16 images) for a smoke run.
@@ -289,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = {
         "(a) random": dict(sampler="random", pruning={"rule": "none"}, trials=ref_trials),
         "(b) tpe": dict(sampler=None, pruning={"rule": "none"}, trials=trials),
-        "(c) tpe+front": dict(sampler=None, pruning={}, trials=trials),
+        "(c) tpe+front": dict(sampler=None, pruning=args.pruning, trials=trials),
     }
     print(f"joint study, seed {args.seed}, proxy {proxy}, {trials} trials for (b) and (c), {ref_trials} for (a); "
           f"databases in {workdir}", flush=True)
@@ -343,12 +346,16 @@ def main(argv: list[str] | None = None) -> int:
     met = hv_share >= GOAL_HV_SHARE and to_c is not None and to_c <= GOAL_EPOCH_SHARE * b.total_epochs and not lost
     print(f"  goal {'met' if met else 'NOT met'}")
 
-    rows = replay(b, margins=[0.0, 1.0, 2.0, 4.0], warmups=[0, 1, 2], min_trials=5, front=front_b)
-    print(f"\nthe front rule replayed over (b)'s {sum(t.state == 'COMPLETE' for t in b.data.trials)} full curves "
-          "(no retraining, sampler feedback not modelled)")
-    print("warmup margin  pruned  epochs  % of (b)  (b)-front members pruned")
+    variants = [{"warmup_epochs": w, "margin": m, "adaptive_margin": False}
+                for w in (1, 2, 3) for m in (2.0, 5.0, 10.0)]
+    variants += [{"warmup_epochs": w, "margin": 2.0, "adaptive_margin": True} for w in (1, 2, 3)]
+    rows = replay(b, variants, front=front_b)
+    print("\nthe front rule replayed over (b)'s full curves (no retraining, sampler feedback not modelled; "
+          "min_trials 5)")
+    print("warmup margin            pruned  epochs  % of (b)  (b)-front members pruned")
     for row in rows:
-        print(f"{row['warmup']:6d} {row['margin']:6.1f} {row['pruned']:7d} {row['epochs']:7d} "
+        how = f">= {row['margin']:g} adaptive" if row["adaptive_margin"] else f"{row['margin']:g}"
+        print(f"{row['warmup_epochs']:6d} {how:<17s} {row['pruned']:7d} {row['epochs']:7d} "
               f"{100 * row['epochs'] / b.total_epochs:8.0f}%  {row['front_pruned'] or '-'}")
     if args.plot:
         plot(results, b, args.plot)

@@ -11,8 +11,13 @@ Rules (the study file's [pruning] table, `rule = ...`):
 - "front" (default for multi-objective tpe/nsga2/random studies). After epoch e > `warmup_epochs`, once the
   study holds `min_trials` COMPLETE trials, the running trial is pruned when a finished, feasible trial
   dominates it *at epoch e*: that trial's accuracy after its own epoch e (user attr "accuracies") is at
-  least ours + `margin` points, and each of its cost objectives (FLOPs, params, latency: trial values) is
-  <= ours, at least one objective strictly better. Our costs are exact before training (`costs`, keyed by
+  least ours + the margin, and each of its cost objectives (FLOPs, params, latency: trial values) is
+  <= ours, at least one objective strictly better. The margin at epoch e is the larger of `margin`
+  (points, default 2) and, with `adaptive_margin = true` (the default), the largest lead at epoch e that
+  a finished trial later lost: max over finished trials A, B with final(A) <= final(B) of
+  acc_e(A) - acc_e(B). So the finished curves themselves say how far ahead at epoch e is far enough: where
+  curves crossed a lot (early epochs, tasks that "click" late) the rule waits, where they kept their
+  order it prunes. Our costs are exact before training (`costs`, keyed by
   objective name), so accuracy is the only uncertain coordinate, and the rule asks: "is some finished
   candidate at least as cheap as this one *and* clearly ahead at the same point of training?"
   On a single-objective study (accuracy only) there are no costs, so the same test reads "is the best
@@ -33,11 +38,15 @@ Assumptions of "front", and where it can be wrong:
 1. Accuracies at the same epoch are comparable. Every trial of a study trains with the same proxy settings
    (data, epochs, batch size, learning-rate schedule: the study's proxy fingerprint), so epoch e is the same
    point of the same schedule for everyone.
-2. Learning curves rarely cross by more than `margin` after warm-up. This is a heuristic, not a bound: a
-   candidate that learns slowly early and catches up late (a block that starts as identity and only
-   starts to help once the learning rate anneals) can be pruned wrongly. `warmup_epochs` skips the noisiest
-   early epochs and `margin` absorbs seed noise; the search-efficiency benchmark measures how often a
-   member of the unpruned front would have been pruned. Set `rule = "none"` where that risk is not wanted.
+2. A running trial's curve crosses the finished ones no more than theirs crossed each other. Comparing
+   at-epoch accuracies is a heuristic, not a bound: a candidate that learns slowly early and catches up
+   late (a block that starts as identity, a task that needs image-wide context the plain layers learn
+   late) can be pruned wrongly. A fixed margin alone did exactly that in the search-efficiency benchmark
+   (BENCHMARKS.md): on the generated set, candidates near chance after epoch 2 of 6 ended above 90%.
+   The adaptive margin measures the crossings instead of assuming them away; `warmup_epochs` skips
+   epochs where too few curves have been seen to tell, and `margin` is the floor for seed noise. It
+   still only knows the crossings the finished trials showed. Set `rule = "none"` where that risk is not
+   wanted.
 3. Only feasible finished trials dominate (an infeasible trial can never be on the front, so losing to it
    says nothing), only COMPLETE ones (a pruned trial's curve stops early), and never a trial of the same
    candidate (user attr "key"): a repeat measures that candidate's seed noise, and pruning it would bias
@@ -51,6 +60,7 @@ study, its user attrs (objective names and proxy epochs).
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -66,7 +76,7 @@ OPTUNA_RULES = ("median", "successive_halving", "hyperband")
 COMMON_KEYS = ("rule", "warmup_epochs", "min_trials")
 RULE_KEYS: dict[str, tuple[str, ...]] = {
     "none": (),
-    "front": ("margin",),
+    "front": ("margin", "adaptive_margin"),
     "median": (),
     "successive_halving": ("min_resource", "reduction_factor", "min_early_stopping_rate"),
     "hyperband": ("min_resource", "max_resource", "reduction_factor"),
@@ -85,6 +95,25 @@ class Finished:
     accuracy: float  # percent, at the epoch being checked
     costs: tuple[float, ...]  # in the order of the study's cost objectives
     key: str | None = None  # the candidate's ArchSpec key
+
+
+def overturned_lead(curves: Iterable[tuple[float, float]]) -> float:
+    """The largest lead at some epoch that a finished trial lost by its end (0 when no curves crossed).
+
+    `curves` holds (accuracy at the epoch, final accuracy) per finished trial: the result is the max of
+    at_epoch(A) - at_epoch(B) over pairs with final(A) <= final(B). O(n log n): in order of final accuracy,
+    each trial is compared with the best at-epoch accuracy among those that ended no higher.
+    """
+    points = sorted(curves, key=lambda p: p[1])
+    lead, best, i = 0.0, -math.inf, 0
+    while i < len(points):
+        j = i
+        while j < len(points) and points[j][1] == points[i][1]:  # ties in final accuracy lose to each other
+            best = max(best, points[j][0])
+            j += 1
+        lead = max(lead, *(best - at for at, _ in points[i:j]))
+        i = j
+    return lead
 
 
 def dominates(other: Finished, accuracy: float, costs: Sequence[float], margin: float) -> bool:
@@ -131,6 +160,7 @@ class EpochPruner:
         warmup_epochs: int = DEFAULT_WARMUP_EPOCHS,
         min_trials: int = DEFAULT_MIN_TRIALS,
         margin: float = DEFAULT_MARGIN,
+        adaptive_margin: bool = True,
         optuna_pruner: optuna.pruners.BasePruner | None = None,
     ) -> None:
         self.rule = rule
@@ -138,6 +168,7 @@ class EpochPruner:
         self.warmup_epochs = warmup_epochs
         self.min_trials = min_trials
         self.margin = margin
+        self.adaptive_margin = adaptive_margin
         self.optuna_pruner = optuna_pruner
         self._study_info: dict[str, tuple[list[str], int | None]] = {}
 
@@ -146,7 +177,7 @@ class EpochPruner:
         return len(self.directions) > 1
 
     def describe(self) -> str:
-        """One line for logs, e.g. `front (warm-up 1 epoch, after 5 finished trials, margin 2.0 points)`."""
+        """One line for logs, e.g. `front (warm-up 1 epoch, after 5 finished trials, margin >= 2 points)`."""
         if self.rule == "none":
             return "none"
         parts = [
@@ -154,7 +185,7 @@ class EpochPruner:
             f"after {self.min_trials} finished trial{'s' if self.min_trials != 1 else ''}",
         ]
         if self.rule == "front":
-            parts.append(f"margin {self.margin:g} points")
+            parts.append(f"margin {'>= ' if self.adaptive_margin else ''}{self.margin:g} points")
         return f"{self.rule} ({', '.join(parts)})"
 
     def check(
@@ -206,27 +237,28 @@ class EpochPruner:
         except KeyError as exc:
             raise ValueError(f"costs: missing objective {exc.args[0]!r}; expected {cost_names}") from None
         finished = list(_finished_at(complete, epoch, len(cost_names)))
+        margin = self.margin
+        if self.adaptive_margin:
+            margin = max(margin, overturned_lead(_at_and_final(complete, epoch)))
         if total_epochs is None:
             # No proxy settings in the study: the finished curves say how long training is.
             longest = max((len(t.user_attrs.get("accuracies") or ()) for t in complete), default=0)
             if longest and epoch >= longest:
                 return None
-        dominator = find_dominator(accuracy, ours, finished, self.margin)
+        dominator = find_dominator(accuracy, ours, finished, margin)
         if dominator is not None and dominator.key is not None:
             # Only now read our own key: repeats of this candidate must not prune it.
             key = trial.user_attrs.get("key")
             if key is not None and dominator.key == key:
-                dominator = find_dominator(accuracy, ours, finished, self.margin, key=key)
+                dominator = find_dominator(accuracy, ours, finished, margin, key=key)
         if dominator is None:
             return None
-        than = ", ".join(
-            f"{name} {_fmt(theirs)} <= {_fmt(mine)}"
-            for name, theirs, mine in zip(cost_names, dominator.costs, ours, strict=True)
-        )
+        pairs = zip(cost_names, dominator.costs, ours, strict=True)
+        than = ", ".join(f"{name} {_fmt_pair(theirs, mine)}" for name, theirs, mine in pairs)
         where = f" with {than}" if than else ""
         return (
             f"epoch {epoch}: {accuracy:.2f}% is dominated by trial {dominator.number} "
-            f"({dominator.accuracy:.2f}% at epoch {epoch}{where}; margin {self.margin:g} points)"
+            f"({dominator.accuracy:.2f}% at epoch {epoch}{where}; margin {margin:.3g} points)"
         )
 
     def _check_optuna(
@@ -282,11 +314,29 @@ def _finished_at(trials: Iterable[FrozenTrial], epoch: int, n_costs: int) -> Ite
         yield Finished(t.number, acc, costs, t.user_attrs.get("key"))
 
 
-def _fmt(value: float) -> str:
+def _at_and_final(trials: Iterable[FrozenTrial], epoch: int) -> Iterable[tuple[float, float]]:
+    """(accuracy at `epoch`, final accuracy) of finished trials whose curve reaches past `epoch`."""
+    for t in trials:
+        accuracies = t.user_attrs.get("accuracies")
+        if accuracies and len(accuracies) > epoch:
+            at, final = float(accuracies[epoch - 1]), float(accuracies[-1])
+            if math.isfinite(at) and math.isfinite(final):
+                yield at, final
+
+
+def _fmt(value: float, digits: int = 3) -> str:
     for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
         if abs(value) >= scale:
-            return f"{value / scale:.3g}{unit}"
-    return f"{value:.3g}"
+            return f"{value / scale:.{digits}g}{unit}"
+    return f"{value:.{digits}g}"
+
+
+def _fmt_pair(theirs: float, mine: float) -> str:
+    """`theirs <= mine` with as many digits as it takes to show that they differ (costs are often close)."""
+    digits = 3
+    while digits < 12 and theirs != mine and _fmt(theirs, digits) == _fmt(mine, digits):
+        digits += 1
+    return f"{_fmt(theirs, digits)} <= {_fmt(mine, digits)}"
 
 
 # --- configuration -----------------------------------------------------------------------------------
@@ -328,11 +378,16 @@ def make_pruner(config: dict | None, directions: list[str], sampler: str = "tpe"
         if owners:
             raise InputError(f"pruning.{key}: applies to rule {' or '.join(map(repr, owners))} only, not {rule!r}")
         known = sorted({*COMMON_KEYS, *(k for keys in RULE_KEYS.values() for k in keys)})
-        raise InputError(f"pruning.{key}: unknown key; known keys: {', '.join(known)}")
+        close = difflib.get_close_matches(str(key), known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise InputError(f"pruning.{key}: unknown key{hint}; known keys: {', '.join(known)}")
 
     warmup = _int(config, "warmup_epochs", DEFAULT_WARMUP_EPOCHS, minimum=0)
     min_trials = _int(config, "min_trials", DEFAULT_MIN_TRIALS, minimum=0)
     margin = _float(config, "margin", DEFAULT_MARGIN, minimum=0.0)
+    adaptive = config.get("adaptive_margin", True)
+    if not isinstance(adaptive, bool):
+        raise InputError(f"pruning.adaptive_margin: expected true or false, got {adaptive!r}")
 
     optuna_pruner: optuna.pruners.BasePruner | None = None
     if rule == "median":
@@ -362,6 +417,7 @@ def make_pruner(config: dict | None, directions: list[str], sampler: str = "tpe"
         warmup_epochs=warmup,
         min_trials=min_trials,
         margin=margin,
+        adaptive_margin=adaptive,
         optuna_pruner=optuna_pruner,
     )
 

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from optuna.trial import TrialState, create_trial
 
 from gcsearch.errors import InputError
-from gcsearch.pruning import Finished, find_dominator, make_pruner
+from gcsearch.pruning import Finished, find_dominator, make_pruner, overturned_lead
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -98,6 +98,33 @@ def test_margin_zero_needs_a_strictly_better_objective():
     assert pruner.check(study, trial, 2, 60.0, {"flops": 2e6, "params": 1e5}) is None
     # Same accuracy, one cost worse: dominated.
     assert pruner.check(study, trial, 2, 60.0, {"flops": 2e6, "params": 1e5 + 1}) is not None
+
+
+def test_margin_grows_with_the_leads_that_finished_curves_lost():
+    study = _study()
+    _history(study)
+    # A slow starter: 20 points behind trial 0 at epoch 2, yet it ended highest of all.
+    _finished(study, [25, 40, 60, 80, 88, 90], flops=9e6, params=9e5)
+    trial = study.ask()
+    costs = {"flops": 3e6, "params": 2e5}
+    adaptive = make_pruner(None, MULTI, "tpe")
+    # Epoch 2: the largest lost lead is trial 0's 20 points (60 vs 40) over the slow starter; 38% is 22 behind.
+    assert adaptive.check(study, trial, 2, 45.0, costs) is None
+    assert adaptive.check(study, trial, 2, 38.0, costs) == (
+        "epoch 2: 38.00% is dominated by trial 0 (60.00% at epoch 2 with flops 2M <= 3M, "
+        "params 100k <= 200k; margin 20 points)"
+    )
+    # Epoch 4: the slow starter leads already (80 vs 75): the other finished curves kept their order.
+    assert "margin 2 points" in adaptive.check(study, trial, 4, 72.0, costs)
+    fixed = make_pruner({"adaptive_margin": False}, MULTI, "tpe")
+    assert "margin 2 points" in fixed.check(study, trial, 2, 45.0, costs)
+
+
+def test_overturned_lead():
+    assert overturned_lead([]) == 0.0
+    assert overturned_lead([(10, 50), (20, 60), (30, 70)]) == 0.0  # order kept
+    assert overturned_lead([(40, 60), (25, 90), (30, 64)]) == 15.0  # 40 at the epoch, ended below 25's trial
+    assert overturned_lead([(40, 60), (35, 60)]) == 5.0  # a tie at the end: the lead was lost
 
 
 def test_nothing_is_pruned_during_warmup():
@@ -231,7 +258,8 @@ def test_defaults_by_sampler_and_objectives():
     assert make_pruner(None, ["maximize"], "tpe").rule == "median"
     pruner = make_pruner(None, MULTI)
     assert (pruner.warmup_epochs, pruner.min_trials, pruner.margin) == (1, 5, 2.0)
-    assert pruner.describe() == "front (warm-up 1 epoch, after 5 finished trials, margin 2 points)"
+    assert pruner.adaptive_margin is True
+    assert pruner.describe() == "front (warm-up 1 epoch, after 5 finished trials, margin >= 2 points)"
 
 
 def test_rule_none_never_prunes():
@@ -255,7 +283,8 @@ def test_rule_none_never_prunes():
         ({"margin": -0.5}, MULTI, "pruning.margin: must be >= 0, got -0.5"),
         ({"margin": "2"}, MULTI, "pruning.margin: expected a number, got '2'"),
         ({"margin": float("nan")}, MULTI, "pruning.margin: expected a number"),
-        ({"marjin": 1}, MULTI, "pruning.marjin: unknown key; known keys: margin, max_resource, min_early"),
+        ({"marjin": 1}, MULTI, "pruning.marjin: unknown key (did you mean 'margin'?); known keys: adaptive"),
+        ({"adaptive_margin": "yes"}, MULTI, "pruning.adaptive_margin: expected true or false, got 'yes'"),
         ({"rule": "none", "margin": 1}, MULTI, "pruning.margin: applies to rule 'front' only, not 'none'"),
         (
             {"rule": "median", "reduction_factor": 2},
