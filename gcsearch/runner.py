@@ -38,7 +38,15 @@ from optuna.trial import FrozenTrial, TrialState
 
 from gcsearch.errors import InputError, RuntimeFailure
 from gcsearch.spec import ArchSpec
-from gcsearch.storage import DEFAULT_HEARTBEAT, DEFAULT_STORAGE, mask_url, open_storage
+from gcsearch.storage import (
+    DEFAULT_HEARTBEAT,
+    DEFAULT_STORAGE,
+    STORAGE_ERRORS,
+    describe_error,
+    mask_url,
+    open_storage,
+    storage_failure,
+)
 from gcsearch.study import (
     FINISHED_STATES,
     Counts,
@@ -192,16 +200,16 @@ def prepare(options: RunOptions, *, train: bool = True) -> tuple[Run, int]:
         spec = replace(spec, seed=options.seed)
     if options.trials is not None and options.trials < 1:
         raise InputError(f"--trials: expected a positive number, got {options.trials}")
+    device = resolve_device(options.device) if train else torch.device("cpu")
     storage = open_storage(options.storage, heartbeat=options.heartbeat)
     where = mask_url(options.storage)
-    device = resolve_device(options.device) if train else torch.device("cpu")
     data = load_data(spec.proxy, device, download=options.download)
     pruner = make_pruner(spec.pruning, spec.directions, spec.sampler)
     input_size = (data.in_chans, data.image_size, data.image_size)
     target = spec.target(options.trials)
     sampler_seed = spec.seed + 7919 * options.worker_index
     meta = spec.metadata(input_size, data.num_classes)
-    with _quiet_optuna():
+    with _quiet_optuna(), _storage_errors(options.storage):
         study, stored, queued = open_study(spec, storage, meta, sampler=make_sampler(spec, sampler_seed, target),
                                            pruner=pruner.optuna_pruner, where=where,
                                            check_seed=options.seed is not None, fill_grid=options.fill_grid)
@@ -260,7 +268,7 @@ def work(run: Run, reporter: Reporter) -> int:
     previous = _install_sigterm()
     trained, failures, reuses = 0, 0, 0
     try:
-        with _quiet_optuna():
+        with _quiet_optuna(), _storage_errors(run.options.storage):
             while True:
                 optuna.storages.fail_stale_trials(run.study)
                 trials = run.study.get_trials(deepcopy=False)
@@ -295,6 +303,21 @@ def work(run: Run, reporter: Reporter) -> int:
                                          "check the study's proxy settings")
     finally:
         _restore_sigterm(previous)
+
+
+class _storage_errors:
+    """A database that fails under a worker (server gone, disk full, read-only file) ends the run with one
+    line and exit code 1 instead of a traceback; its running trial is left to the heartbeat retry."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def __enter__(self) -> None:
+        pass
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if exc is not None and isinstance(exc, STORAGE_ERRORS):
+            raise storage_failure(exc, self.url) from None
 
 
 def _exhausted(run: Run, trials: list[FrozenTrial], counts: Counts) -> bool:
@@ -332,6 +355,9 @@ def _claim(run: Run) -> optuna.Trial | None:
     storage, study_id = run.study._storage, run.study._study_id
     for waiting in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,)):
         try:
+            # The heartbeat first: a worker killed between the two writes must not leave a RUNNING trial
+            # without one (Optuna never takes such a trial for stale, and the next run would wait for it).
+            storage.record_heartbeat(waiting._trial_id)
             if storage.set_trial_state_values(waiting._trial_id, state=TrialState.RUNNING):
                 return optuna.Trial(run.study, waiting._trial_id)
         except optuna.exceptions.UpdateFinishedTrialError:
@@ -588,7 +614,8 @@ def _record_failure(run: Run, trial: optuna.Trial, reason: str) -> None:
     except optuna.exceptions.UpdateFinishedTrialError:
         raise
     except Exception as exc:
-        raise RuntimeFailure(f"--storage: cannot record trial {trial.number} in {run.where}: {exc}") from None
+        raise RuntimeFailure(f"--storage: cannot record trial {trial.number} in {run.where}: "
+                             f"{describe_error(exc, run.options.storage)}") from None
 
 
 def _record_interrupted(run: Run, trial: optuna.Trial) -> None:
