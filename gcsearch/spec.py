@@ -34,6 +34,10 @@ PRESETS: dict[str, dict[str, Any]] = {
 BLOCKS = (*PRESETS, "custom")
 COMPONENTS = ("context", "transform", "norm", "act", "fusion", "ratio")
 DEFAULT_RATIO = 16
+# Bounds of a proxy backbone, so that a typo (width = 16000) is refused instead of building a model that
+# never fits in memory: width 256 gives c5 2048 channels, as ResNet-50's; ResNet-152 has 36 blocks in c4.
+MAX_WIDTH = 256
+MAX_DEPTH = 64
 
 
 @dataclass(frozen=True)
@@ -127,7 +131,7 @@ def _choice(field: str, value: Any, choices: tuple[str, ...]) -> str:
     return value
 
 
-def _positive_int(field: str, value: Any) -> int:
+def _positive_int(field: str, value: Any, maximum: int | None = None) -> int:
     if isinstance(value, bool):
         raise SpecError(field, f"expected a positive integer, got {value!r}")
     if isinstance(value, float) and value.is_integer():
@@ -136,6 +140,8 @@ def _positive_int(field: str, value: Any) -> int:
         value = int(value)
     if not isinstance(value, int) or value < 1:
         raise SpecError(field, f"expected a positive integer, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise SpecError(field, f"at most {maximum}, got {value}")
     return value
 
 
@@ -157,13 +163,13 @@ def _canonical(spec: ArchSpec) -> dict[str, Any]:
     out: dict[str, Any] = {"backbone": backbone}
 
     if cfg.resizable:
-        out["width"] = cfg.width if spec.width is None else _positive_int("width", spec.width)
+        out["width"] = cfg.width if spec.width is None else _positive_int("width", spec.width, MAX_WIDTH)
         depth = cfg.depth if spec.depth is None else spec.depth
         if isinstance(depth, (int, str)) and not isinstance(depth, bool):
             depth = [depth] * 4 if isinstance(depth, int) else depth.split(",")
         if not isinstance(depth, (list, tuple)) or len(depth) != 4:
             raise SpecError("depth", f"expected four residual-block counts (c2..c5), got {depth!r}")
-        out["depth"] = tuple(_positive_int("depth", d) for d in depth)
+        out["depth"] = tuple(_positive_int("depth", d, MAX_DEPTH) for d in depth)
     else:
         for name, fixed in (("width", cfg.width), ("depth", cfg.depth)):
             given = getattr(spec, name)
