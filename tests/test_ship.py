@@ -1,0 +1,128 @@
+"""What ships: the Dockerfile for GPU hosts, the README's instructions for it, and the environment variables
+the image sets (GCSEARCH_STORAGE, GCSEARCH_DATA_DIR), which `run` and `report` must honour."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import re
+import shlex
+import sys
+from pathlib import Path
+
+import pytest
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from report_study import STUDY, build_hand_study
+
+from gcsearch.cli import app, main
+
+ROOT = Path(__file__).resolve().parent.parent
+INSTALL = "pip install '.[plots,postgres]'"
+
+
+def _instructions() -> list[tuple[str, str]]:
+    """The Dockerfile's instructions as (KEYWORD, arguments), continuation lines joined, comments dropped."""
+    text = (ROOT / "Dockerfile").read_text()
+    joined = re.sub(r"\\\n", " ", "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#")))
+    out = []
+    for line in joined.splitlines():
+        if line.strip():
+            keyword, _, args = line.strip().partition(" ")
+            out.append((keyword.upper(), " ".join(args.split())))
+    return out
+
+
+def _section(title: str) -> str:
+    text = (ROOT / "README.md").read_text()
+    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", text, flags=re.M | re.S)
+    assert match, f"README.md has no '## {title}' section"
+    return match.group(1)
+
+
+def _env() -> dict[str, str]:
+    env: dict[str, str] = {}
+    for keyword, args in _instructions():
+        if keyword == "ENV":
+            for item in shlex.split(args):
+                key, _, value = item.partition("=")
+                env[key] = value
+    return env
+
+
+def test_the_image_installs_gcsearch_with_the_readme_install_line() -> None:
+    runs = [args for keyword, args in _instructions() if keyword == "RUN" and "pip install" in args]
+    assert runs == [INSTALL]
+    assert INSTALL in _section("Docker")
+    extras = re.search(r"\[(.*)\]", INSTALL).group(1).split(",")
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert set(extras) <= set(declared)
+    base = next(args for keyword, args in _instructions() if keyword == "FROM")
+    assert "pytorch" in base and "cuda" in base  # torch with CUDA comes from the base image
+    for keyword, args in _instructions():  # what the image copies exists here
+        if keyword == "COPY":
+            for source in shlex.split(args)[:-1]:
+                assert (ROOT / source).exists(), source
+
+
+def test_the_image_runs_gcsearch_as_a_user_with_volumes_for_database_and_data() -> None:
+    instructions = _instructions()
+    users = [args for keyword, args in instructions if keyword == "USER"]
+    assert users and users[-1].split(":")[0] not in ("root", "0")
+    entrypoint = [args for keyword, args in instructions if keyword == "ENTRYPOINT"]
+    assert [json.loads(e) for e in entrypoint] == [["gcsearch"]]
+    volumes = [v for keyword, args in instructions if keyword == "VOLUME" for v in json.loads(args)]
+    env = _env()
+    storage, data = env["GCSEARCH_STORAGE"], env["GCSEARCH_DATA_DIR"]
+    assert storage.startswith("sqlite:////") and str(Path(storage[len("sqlite:///"):]).parent) in volumes
+    assert data in volumes
+    docker = _section("Docker")
+    assert "docker build" in docker and "--gpus all" in docker
+    for volume in volumes:  # the README mounts every volume
+        assert f":{volume}" in docker, volume
+
+
+def test_run_and_report_read_the_image_environment_variables() -> None:
+    import typer.main
+
+    group = typer.main.get_command(app)
+    for name in ("run", "report", "studies", "show"):
+        params = {p.name: p for p in group.commands[name].params}
+        assert params["storage"].envvar == "GCSEARCH_STORAGE", name
+    run_params = {p.name: p for p in group.commands["run"].params}
+    assert run_params["data_dir"].envvar == "GCSEARCH_DATA_DIR"
+
+
+def _cli(*args: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main(list(args))
+            code = 0
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_the_environment_variables_take_effect(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    db = tmp_path / "hand.db"
+    build_hand_study(db)
+    monkeypatch.setenv("GCSEARCH_STORAGE", f"sqlite:///{db}")
+    code, out, _ = _cli("studies", "--json")
+    assert code == 0 and [s["name"] for s in json.loads(out)] == [STUDY]
+    code, out, _ = _cli("report", "-f", "json")
+    assert code == 0 and json.loads(out)["study"]["study"] == STUDY
+
+    empty = tmp_path / "cifar-here"
+    empty.mkdir()
+    monkeypatch.setenv("GCSEARCH_STORAGE", f"sqlite:///{tmp_path / 'run.db'}")
+    monkeypatch.setenv("GCSEARCH_DATA_DIR", str(empty))
+    study = tmp_path / "c.toml"
+    study.write_text('[space]\nratio = [4]\n[proxy]\ndataset = "cifar10"\n')
+    code, _, err = _cli("run", "--study", str(study))
+    assert code == 2 and f"{empty}/data_batch_1: missing cifar10 batch file" in err
