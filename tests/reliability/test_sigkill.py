@@ -31,8 +31,9 @@ def test_random_sigkills_lose_no_finished_trial(tmp_path: Path) -> None:
     seed = int.from_bytes(os.urandom(4), "little")
     rng = random.Random(seed)
     why = f"(random seed {seed})"
-    path = write_grid(tmp_path / "kill.toml", "kill", stage_sets=8, epochs=3, train_size=128)
-    n = grid_size(8)
+    # 43 points of 3 epochs: enough that the kills (at most 4 x 0.8 s) land while trials still run.
+    path = write_grid(tmp_path / "kill.toml", "kill", epochs=3, train_size=128)
+    n = grid_size()
     db = f"sqlite:///{tmp_path / 'kill.db'}"
     args = ("run", "--study", str(path), "--storage", db, "--quiet", "--heartbeat", "1")
     proc = start(*args, "--workers", "4", cwd=tmp_path)
@@ -42,13 +43,13 @@ def test_random_sigkills_lose_no_finished_trial(tmp_path: Path) -> None:
         wait_for(lambda: len(worker_pids(proc.pid)) == 4 and any(
             t.state == TrialState.COMPLETE for t in trials_of(db, "kill")), 180, "the first finished trial", proc)
         for _ in range(WORKER_KILLS):
-            time.sleep(rng.uniform(0.1, 1.0))
+            time.sleep(rng.uniform(0.1, 0.8))
             alive = worker_pids(proc.pid)
             assert alive and proc.poll() is None, f"the study ended before the kills {why}"
             snapshots.append(finished(db, "kill"))
             os.kill(rng.choice(alive), signal.SIGKILL)
             kills += 1
-        time.sleep(rng.uniform(0.1, 1.0))
+        time.sleep(rng.uniform(0.1, 0.8))
         survivors = worker_pids(proc.pid)
         assert survivors and proc.poll() is None, f"the study ended before the last kill {why}"
         snapshots.append(finished(db, "kill"))
