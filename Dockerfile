@@ -13,7 +13,7 @@ COPY pyproject.toml README.md ./
 COPY gcsearch ./gcsearch
 COPY studies ./studies
 # The same install step as the README's "Docker" section; torch comes from the base image.
-RUN pip install '.[plots,postgres]'
+RUN pip install '.[plots,postgres,images]'
 
 RUN useradd --create-home --uid 1000 gcsearch \
     && mkdir -p /db /data \

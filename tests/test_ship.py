@@ -23,7 +23,7 @@ from report_study import STUDY, build_hand_study
 from gcsearch.cli import app, main
 
 ROOT = Path(__file__).resolve().parent.parent
-INSTALL = "pip install '.[plots,postgres]'"
+INSTALL = "pip install '.[plots,postgres,images]'"
 
 
 def _instructions() -> list[tuple[str, str]]:
