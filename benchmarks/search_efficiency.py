@@ -230,6 +230,7 @@ def replay(result: Result, variants: list[dict[str, Any]], front: set[str]) -> l
 
 
 def print_table(results: list[Result], base: Result, steps: int = 10) -> None:
+    """Hypervolume as a share of `base`'s final one, at budgets of 10%, 20%, ... of `base`'s epochs."""
     horizon = max(r.total_epochs for r in results)
     budgets = sorted({round(base.total_epochs * i / steps) for i in range(1, steps + 1)}
                      | {r.total_epochs for r in results} | ({horizon} if horizon > base.total_epochs else set()))
@@ -237,10 +238,10 @@ def print_table(results: list[Result], base: Result, steps: int = 10) -> None:
     print(header)
     print("-" * len(header))
     for budget in budgets:
-        cells = " ".join(f"{r.hv_at(budget):14.3f}" if budget <= r.total_epochs or r is base else
-                         f"{r.final_hv:13.3f}*" for r in results)
+        cells = " ".join(f"{r.hv_at(budget) / base.final_hv:14.3f}" if budget <= r.total_epochs else
+                         f"{r.final_hv / base.final_hv:13.3f}*" for r in results)
         print(f"{budget:7d} {100 * budget / base.total_epochs:7.0f}% {cells}")
-    print("(* the run had ended; its final value)")
+    print("(* the run had ended: its final value)")
 
 
 def plot(results: list[Result], base: Result, path: Path) -> None:
@@ -252,12 +253,12 @@ def plot(results: list[Result], base: Result, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for r in results:
         xs = [0] + [s for s, _ in r.curve]
-        ys = [0.0] + [v for _, v in r.curve]
+        ys = [0.0] + [v / base.final_hv for _, v in r.curve]
         ax.step(xs, ys, where="post", label=f"{r.name} ({r.total_epochs} epochs)")
-    ax.axhline(GOAL_HV_SHARE * base.final_hv, color="grey", ls=":", lw=1, label="95% of (b)'s final")
+    ax.axhline(GOAL_HV_SHARE, color="grey", ls=":", lw=1, label="95% of (b)'s final")
     ax.axvline(GOAL_EPOCH_SHARE * base.total_epochs, color="grey", ls="--", lw=1, label="60% of (b)'s epochs")
     ax.set_xlabel("training epochs spent")
-    ax.set_ylabel("hypervolume (accuracy % x GFLOPs)")
+    ax.set_ylabel("hypervolume / (b)'s final")
     ax.set_title("joint study: hypervolume against training epochs")
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(alpha=0.3)
@@ -318,14 +319,15 @@ def main(argv: list[str] | None = None) -> int:
         fill_curve(r, reference)
     a, b, c = results
 
-    print(f"\nhypervolume against training epochs (reference point {reference}; accuracy % x GFLOPs)")
+    print(f"\nhypervolume against training epochs, as a share of (b)'s final {b.final_hv:.4g} (accuracy % x GFLOPs;"
+          f" reference point {', '.join(f'{k} {v:.6g}' for k, v in reference.items())})")
     print_table(results, b)
     print("\nrun            trials complete pruned  epochs  final HV  wall s")
     for r in results:
         n = len(r.data.trials)
         complete = sum(t.state == "COMPLETE" for t in r.data.trials)
         pruned = sum(t.state == "PRUNED" for t in r.data.trials)
-        print(f"{r.name:<14s} {n:6d} {complete:8d} {pruned:6d} {r.total_epochs:7d} {r.final_hv:9.3f} {r.seconds:7.0f}")
+        print(f"{r.name:<14s} {n:6d} {complete:8d} {pruned:6d} {r.total_epochs:7d} {r.final_hv:9.4g} {r.seconds:7.0f}")
 
     front_b = front_keys(b)
     sampled_both = front_b & c.keys()
