@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ast
 import contextlib
-import io
 import json
 import os
 import pickle
@@ -16,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
+from run_helpers import cli_output as _cli
 
 import gcsearch
-from gcsearch.cli import main
 from gcsearch.data import DataError, load_data
 from gcsearch.errors import RuntimeFailure
 from gcsearch.storage import mask_url, open_storage
@@ -104,17 +103,6 @@ def test_a_cifar_file_that_would_run_code_is_refused(tmp_path: Path, monkeypatch
     with pytest.raises(DataError, match=refused):
         load_data(ProxyConfig(dataset="cifar10", data_dir=str(tmp_path / "cifar")), "cpu")
     assert not (tmp_path / "pwned").exists()
-
-
-def _cli(*args: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            main(list(args))
-            code = 0
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-    return code, out.getvalue(), err.getvalue()
 
 
 def test_study_files_and_specs_are_data_not_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

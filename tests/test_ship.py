@@ -3,8 +3,6 @@ the image sets (GCSEARCH_STORAGE, GCSEARCH_DATA_DIR), which `run` and `report` m
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import re
 import shlex
@@ -19,8 +17,9 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from report_study import STUDY, build_hand_study
+from run_helpers import cli_output as _cli
 
-from gcsearch.cli import app, main
+from gcsearch.cli import app
 
 ROOT = Path(__file__).resolve().parent.parent
 INSTALL = "pip install '.[plots,postgres,images]'"
@@ -96,17 +95,6 @@ def test_run_and_report_read_the_image_environment_variables() -> None:
         assert params["storage"].envvar == "GCSEARCH_STORAGE", name
     run_params = {p.name: p for p in group.commands["run"].params}
     assert run_params["data_dir"].envvar == "GCSEARCH_DATA_DIR"
-
-
-def _cli(*args: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            main(list(args))
-            code = 0
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-    return code, out.getvalue(), err.getvalue()
 
 
 def test_the_environment_variables_take_effect(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,8 +11,6 @@ validated first, so a valid file stops at the storage with its own message and n
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import math
 import re
@@ -22,8 +20,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reliability_helpers import FIGURES
+from run_helpers import cli_output as _cli
 
-from gcsearch.cli import main
 from gcsearch.commands import printable
 
 EXAMPLES = 150
@@ -130,17 +128,6 @@ def study_docs(draw: st.DrawFn) -> tuple[dict[str, Any], set[str]]:
             doc["space"][dim] = draw(st.lists(scalars, max_size=3))
             touched.add(f"space.{dim}")
     return doc, touched
-
-
-def _cli(*args: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            main(list(args))
-            code = 0
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-    return code, out.getvalue(), err.getvalue()
 
 
 def _names_a_key(line: str, touched: set[str]) -> bool:
