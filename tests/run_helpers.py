@@ -98,6 +98,21 @@ def cli_output(*args: str) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
+def postgres_url_or_skip() -> str:
+    """The test PostgreSQL URL: skip when GCSEARCH_TEST_POSTGRES_URL is unset, fail when it is set but unreachable."""
+    from gcsearch.errors import RuntimeFailure
+    from gcsearch.storage import mask_url, open_storage
+
+    url = os.environ.get("GCSEARCH_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("GCSEARCH_TEST_POSTGRES_URL is not set (.ci/run sets it to the machine's PostgreSQL)")
+    try:
+        open_storage(url)
+    except RuntimeFailure as exc:
+        pytest.fail(f"GCSEARCH_TEST_POSTGRES_URL={mask_url(url)} is set but unreachable: {exc}")
+    return url
+
+
 def load(storage: str, name: str) -> optuna.Study:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

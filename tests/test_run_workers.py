@@ -9,12 +9,12 @@ import warnings
 from pathlib import Path
 
 import optuna
-import pytest
 from optuna.trial import TrialState
 from run_helpers import (
     TINY_PROXY,
     gcsearch_process,
     load,
+    postgres_url_or_skip,
     run_cli,
     running_with_epochs,
     snapshot,
@@ -129,16 +129,7 @@ def test_two_local_workers_on_sqlite_run_each_grid_point_once(tmp_path: Path) ->
 
 
 def test_two_local_workers_on_postgresql_run_each_grid_point_once(tmp_path: Path) -> None:
-    url = os.environ.get("GCSEARCH_TEST_POSTGRES_URL")
-    if not url:
-        pytest.skip("GCSEARCH_TEST_POSTGRES_URL is not set (.ci/run sets it to the machine's PostgreSQL)")
-    from gcsearch.errors import RuntimeFailure
-    from gcsearch.storage import mask_url, open_storage
-
-    try:
-        open_storage(url)
-    except RuntimeFailure as exc:
-        pytest.fail(f"GCSEARCH_TEST_POSTGRES_URL={mask_url(url)} is set but unreachable: {exc}")
+    url = postgres_url_or_skip()
     name = f"test-workers-{uuid.uuid4().hex[:12]}"
     try:
         _two_workers_finish_a_six_point_grid(tmp_path, url, name)

@@ -16,11 +16,10 @@ import numpy as np
 import optuna
 import pytest
 from run_helpers import cli_output as _cli
+from run_helpers import postgres_url_or_skip
 
 import gcsearch
 from gcsearch.data import DataError, load_data
-from gcsearch.errors import RuntimeFailure
-from gcsearch.storage import mask_url, open_storage
 from gcsearch.train import ProxyConfig
 
 PACKAGE = Path(gcsearch.__file__).resolve().parent
@@ -131,13 +130,7 @@ def test_an_unreachable_url_never_shows_its_password(tmp_path: Path) -> None:
 
 @pytest.fixture
 def postgres_with_password() -> str:
-    url = os.environ.get("GCSEARCH_TEST_POSTGRES_URL")
-    if not url:
-        pytest.skip("GCSEARCH_TEST_POSTGRES_URL is not set (.ci/run sets it to the machine's PostgreSQL)")
-    try:
-        open_storage(url)
-    except RuntimeFailure as exc:
-        pytest.fail(f"GCSEARCH_TEST_POSTGRES_URL={mask_url(url)} is set but unreachable: {exc}")
+    url = postgres_url_or_skip()
     from sqlalchemy.engine import make_url
 
     parsed = make_url(url)

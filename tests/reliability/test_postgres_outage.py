@@ -8,7 +8,6 @@ chosen moment: while a trial trains (its per-epoch writes fail), or between tria
 
 from __future__ import annotations
 
-import os
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -19,25 +18,17 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 from reliability_helpers import FIGURES, by_state, finished, grid_size, lost, trials_of, write_grid
-from run_helpers import run_cli
+from run_helpers import postgres_url_or_skip, run_cli
 from sqlalchemy.engine import make_url
 from tcp_proxy import TcpProxy
 
 import gcsearch.train
-from gcsearch.errors import RuntimeFailure
-from gcsearch.storage import mask_url, open_storage
+from gcsearch.storage import mask_url
 
 
 @pytest.fixture
 def postgres_url() -> str:
-    url = os.environ.get("GCSEARCH_TEST_POSTGRES_URL")
-    if not url:
-        pytest.skip("GCSEARCH_TEST_POSTGRES_URL is not set (.ci/run sets it to the machine's PostgreSQL)")
-    try:
-        open_storage(url)
-    except RuntimeFailure as exc:
-        pytest.fail(f"GCSEARCH_TEST_POSTGRES_URL={mask_url(url)} is set but unreachable: {exc}")
-    return url
+    return postgres_url_or_skip()
 
 
 @pytest.fixture
