@@ -58,7 +58,9 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     try:
-        app(args=args, prog_name="gcsearch", standalone_mode=False)
+        # Outside standalone mode Typer returns an exit code (a Ctrl-C becomes 130, `typer.Exit(n)` n)
+        # instead of exiting: pass it on, or an interrupted command would exit 0.
+        code = app(args=args, prog_name="gcsearch", standalone_mode=False)
     except (click.exceptions.Exit, typer.Exit) as exc:
         raise SystemExit(exc.exit_code) from None
     except _NO_ARGS:  # `gcsearch` alone: the help was printed
@@ -85,3 +87,7 @@ def main(argv: list[str] | None = None) -> None:
         fail(str(exc), 1)
     except KeyboardInterrupt:
         fail("interrupted", 130)
+    if isinstance(code, int) and not isinstance(code, bool) and code:
+        if code == 130:
+            fail("interrupted", 130)
+        raise SystemExit(code)

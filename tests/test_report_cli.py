@@ -96,6 +96,16 @@ def test_bad_input_exits_2_with_one_line(capsys, db, args, message):
         assert "(studies: hand)" in lines[0]
 
 
+def test_ctrl_c_while_reporting_exits_130(capsys, db, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("gcsearch.commands.report.read_report", interrupted)
+    code, _, err = run(capsys, "report", "--storage", str(db))
+    assert code == 130
+    assert err.strip().splitlines()[-1] == "error: interrupted"
+
+
 def test_missing_storage_is_not_created(capsys, tmp_path):
     missing = tmp_path / "missing.db"
     for command in (["report"], ["studies"], ["show", "0"]):
