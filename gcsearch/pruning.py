@@ -9,19 +9,22 @@ trial as pruned", None means "go on".
 Rules (the study file's [pruning] table, `rule = ...`):
 
 - "front" (default for multi-objective tpe/nsga2/random studies). After epoch e > `warmup_epochs`, once the
-  study holds `min_trials` COMPLETE trials, the running trial is pruned when a finished, feasible trial
-  dominates it *at epoch e*: that trial's accuracy after its own epoch e (user attr "accuracies") is at
-  least ours + the margin, and each of its cost objectives (FLOPs, params, latency: trial values) is
-  <= ours, at least one objective strictly better. The margin at epoch e is the larger of `margin`
-  (points, default 2) and, with `adaptive_margin = true` (the default), the largest lead at epoch e that
-  a finished trial later lost: max over finished trials A, B with final(A) <= final(B) of
-  acc_e(A) - acc_e(B). So the finished curves themselves say how far ahead at epoch e is far enough: where
-  curves crossed a lot (early epochs, tasks that "click" late) the rule waits, where they kept their
-  order it prunes. Our costs are exact before training (`costs`, keyed by
-  objective name), so accuracy is the only uncertain coordinate, and the rule asks: "is some finished
-  candidate at least as cheap as this one *and* clearly ahead at the same point of training?"
-  On a single-objective study (accuracy only) there are no costs, so the same test reads "is the best
-  finished trial at epoch e ahead by the margin?".
+  study holds `min_trials` COMPLETE trials, the running trial is pruned when it cannot reach the current
+  front even if it gains as much from here as any comparable finished trial did:
+
+      best     = the running trial's best accuracy in epochs 1..e
+      headroom = the largest gain after epoch e, final(F) - best_e(F), of the finished trials F whose best in
+                 epochs 1..e was at most best + `margin` (the trials that once stood where this one stands)
+      pruned when a finished, feasible trial D of another candidate has final(D) >= best + headroom + margin
+      and each of its cost objectives (FLOPs, params, latency: trial values) <= ours.
+
+  Costs are exact before training (`costs`, keyed by objective name), so accuracy is the only uncertain
+  coordinate, and the rule asks: "is some finished candidate at least as cheap as this one already more
+  accurate than this one could end, judging by how far trials at its level have climbed?" No finished
+  trial stood that low at epoch e: no evidence, no pruning. Best-so-far rather than the last epoch's
+  accuracy, because accuracy measured while the learning rate is high dips and recovers: a dip is not a
+  reason to stop. `margin` (points, default 2) is the floor for seed noise. On a single-objective study
+  (accuracy only) there are no costs, so D is any finished trial.
 - "median", "successive_halving", "hyperband": Optuna's MedianPruner, SuccessiveHalvingPruner and
   HyperbandPruner, for single-objective studies only (Optuna cannot run them on several objectives).
   `check` reports the accuracy with `trial.report(accuracy, epoch)` and asks `trial.should_prune()`,
@@ -38,19 +41,17 @@ Assumptions of "front", and where it can be wrong:
 1. Accuracies at the same epoch are comparable. Every trial of a study trains with the same proxy settings
    (data, epochs, batch size, learning-rate schedule: the study's proxy fingerprint), so epoch e is the same
    point of the same schedule for everyone.
-2. A running trial's curve crosses the finished ones no more than theirs crossed each other. Comparing
-   at-epoch accuracies is a heuristic, not a bound: a candidate that learns slowly early and catches up
-   late (a block that starts as identity, a task that needs image-wide context the plain layers learn
-   late) can be pruned wrongly. The adaptive margin measures the crossings instead of assuming them away;
-   `warmup_epochs` skips epochs where too few curves have been seen to tell, and `margin` is the floor for
-   seed noise. It still only knows the crossings the finished trials showed: in the search-efficiency
-   benchmark (BENCHMARKS.md) a candidate at 46% after epoch 5 of 6 ended at 91%, a bigger jump than any
-   earlier trial had made, and both the fixed and the adaptive margin stopped it. Where the proxy's
-   ranking settles only in the last epoch, set `rule = "none"`.
+2. A running trial climbs after epoch e no more than the finished trials that stood at its level did. This
+   is evidence, not a bound: a candidate that learns later than any seen so far (a block that starts as
+   identity, a task that "clicks" in the last epochs) can still be pruned wrongly. The headroom is measured
+   on the study's own curves, so where they jump late it is large and the rule waits, and where they climb
+   steadily it prunes the hopeless early. An earlier version compared accuracies at the same epoch (prune
+   when a cheaper trial was ahead by the largest lead a finished trial had lost); on the search-efficiency
+   benchmark it stopped a member of the front (BENCHMARKS.md), which this rule does not.
 3. Only feasible finished trials dominate (an infeasible trial can never be on the front, so losing to it
    says nothing), only COMPLETE ones (a pruned trial's curve stops early), and never a trial of the same
    candidate (user attr "key"): a repeat measures that candidate's seed noise, and pruning it would bias
-   the candidate's mean.
+   the candidate's mean. Repeats do count towards the headroom: they are curves like any other.
 4. Pruning at the last epoch saves nothing and throws away a finished result, so no rule prunes there
    (the number of epochs comes from the study's proxy settings, or else the finished trials' curves).
 
@@ -76,7 +77,7 @@ OPTUNA_RULES = ("median", "successive_halving", "hyperband")
 COMMON_KEYS = ("rule", "warmup_epochs", "min_trials")
 RULE_KEYS: dict[str, tuple[str, ...]] = {
     "none": (),
-    "front": ("margin", "adaptive_margin"),
+    "front": ("margin",),
     "median": (),
     "successive_halving": ("min_resource", "reduction_factor", "min_early_stopping_rate"),
     "hyperband": ("min_resource", "max_resource", "reduction_factor"),
@@ -89,54 +90,40 @@ DEFAULT_MARGIN = 2.0  # accuracy points
 
 @dataclass(frozen=True)
 class Finished:
-    """What the "front" rule needs of one finished trial: its accuracy at the epoch checked and its costs."""
+    """What the "front" rule needs of one finished trial, seen from epoch e of a running one."""
 
     number: int
-    accuracy: float  # percent, at the epoch being checked
+    best: float  # percent: its best accuracy in epochs 1..e
+    final: float  # percent: its accuracy objective (the value the front is made of)
     costs: tuple[float, ...]  # in the order of the study's cost objectives
     key: str | None = None  # the candidate's ArchSpec key
 
 
-def overturned_lead(curves: Iterable[tuple[float, float]]) -> float:
-    """The largest lead at some epoch that a finished trial lost by its end (0 when no curves crossed).
-
-    `curves` holds (accuracy at the epoch, final accuracy) per finished trial: the result is the max of
-    at_epoch(A) - at_epoch(B) over pairs with final(A) <= final(B). O(n log n): in order of final accuracy,
-    each trial is compared with the best at-epoch accuracy among those that ended no higher.
-    """
-    points = sorted(curves, key=lambda p: p[1])
-    lead, best, i = 0.0, -math.inf, 0
-    while i < len(points):
-        j = i
-        while j < len(points) and points[j][1] == points[i][1]:  # ties in final accuracy lose to each other
-            best = max(best, points[j][0])
-            j += 1
-        lead = max(lead, *(best - at for at, _ in points[i:j]))
-        i = j
-    return lead
+def headroom(finished: Iterable[Finished], best: float, margin: float) -> float | None:
+    """The largest gain after epoch e, final - best, of the finished trials that stood at most `best` +
+    `margin` by then; never below 0. None when no finished trial stood that low (no evidence)."""
+    gains = [f.final - f.best for f in finished if f.best <= best + margin]
+    return max(0.0, *gains) if gains else None
 
 
-def dominates(other: Finished, accuracy: float, costs: Sequence[float], margin: float) -> bool:
-    """Whether `other` dominates a trial with `accuracy` (plus `margin` points) and `costs`.
+def dominates(other: Finished, accuracy: float, costs: Sequence[float]) -> bool:
+    """Whether `other` (its final accuracy and costs) dominates a trial with `accuracy` and `costs`.
 
     Accuracy is maximized, every cost minimized; dominance needs every objective at least as good and one
-    strictly better. With margin > 0 the accuracy is always the strictly better one.
+    strictly better.
     """
-    if other.accuracy < accuracy + margin:
+    if other.final < accuracy or any(o > c for o, c in zip(other.costs, costs, strict=True)):
         return False
-    if any(o > c for o, c in zip(other.costs, costs, strict=True)):
-        return False
-    return other.accuracy > accuracy or any(o < c for o, c in zip(other.costs, costs, strict=True))
+    return other.final > accuracy or any(o < c for o, c in zip(other.costs, costs, strict=True))
 
 
 def find_dominator(
     accuracy: float,
     costs: Sequence[float],
     finished: Iterable[Finished],
-    margin: float,
     key: str | None = None,
 ) -> Finished | None:
-    """The finished trial that dominates the running one by the widest accuracy gap, or None.
+    """The finished trial with the highest final accuracy among those that dominate (`accuracy`, `costs`).
 
     Trials of the same candidate (`key`) never count: they are repeats, not competitors.
     """
@@ -144,9 +131,29 @@ def find_dominator(
     for other in finished:
         if key is not None and other.key == key:
             continue
-        if dominates(other, accuracy, costs, margin) and (best is None or other.accuracy > best.accuracy):
+        if dominates(other, accuracy, costs) and (best is None or other.final > best.final):
             best = other
     return best
+
+
+def front_verdict(
+    best: float,
+    costs: Sequence[float],
+    finished: Sequence[Finished],
+    margin: float,
+    key: str | None = None,
+) -> tuple[Finished, float] | None:
+    """The "front" rule for one running trial at one epoch: (dominator, headroom) when it is hopeless.
+
+    `best` is the running trial's best accuracy so far, `finished` the finished feasible trials seen at the
+    same epoch. Pruned when a finished trial of another candidate, at least as cheap, ended at or above
+    best + headroom + margin.
+    """
+    room = headroom(finished, best, margin)
+    if room is None:
+        return None
+    dominator = find_dominator(best + room + margin, costs, finished, key)
+    return (dominator, room) if dominator is not None else None
 
 
 class EpochPruner:
@@ -160,7 +167,6 @@ class EpochPruner:
         warmup_epochs: int = DEFAULT_WARMUP_EPOCHS,
         min_trials: int = DEFAULT_MIN_TRIALS,
         margin: float = DEFAULT_MARGIN,
-        adaptive_margin: bool = True,
         optuna_pruner: optuna.pruners.BasePruner | None = None,
     ) -> None:
         self.rule = rule
@@ -168,7 +174,6 @@ class EpochPruner:
         self.warmup_epochs = warmup_epochs
         self.min_trials = min_trials
         self.margin = margin
-        self.adaptive_margin = adaptive_margin
         self.optuna_pruner = optuna_pruner
         self._study_info: dict[str, tuple[list[str], int | None]] = {}
 
@@ -185,7 +190,7 @@ class EpochPruner:
             f"after {self.min_trials} finished trial{'s' if self.min_trials != 1 else ''}",
         ]
         if self.rule == "front":
-            parts.append(f"margin {'>= ' if self.adaptive_margin else ''}{self.margin:g} points")
+            parts.append(f"margin {self.margin:g} points")
         return f"{self.rule} ({', '.join(parts)})"
 
     def check(
@@ -195,11 +200,13 @@ class EpochPruner:
         epoch: int,
         accuracy: float,
         costs: dict[str, float],
+        curve: Sequence[float] | None = None,
     ) -> str | None:
         """After `epoch` (counted from 1) with validation `accuracy` (percent): a reason to prune, or None.
 
         `costs` holds the running trial's cost objectives by name (e.g. {"flops": ..., "params": ...}),
-        in the units of the trial values.
+        in the units of the trial values. `curve` is the trial's accuracy after each epoch so far (the
+        runner passes it); "front" judges the best of it, or `accuracy` alone when it is left out.
         """
         if not self.multi_objective:
             # Single-objective: the accuracy goes to Optuna whatever the rule, so later trials (and
@@ -216,14 +223,15 @@ class EpochPruner:
         names, total_epochs = self._info(study, costs)
         if total_epochs is not None and epoch >= total_epochs:
             return None
-        return self._check_front(study, trial, epoch, accuracy, costs, names, total_epochs)
+        best = max([accuracy, *(a for a in (curve or ())[:epoch] if math.isfinite(a))])
+        return self._check_front(study, trial, epoch, best, costs, names, total_epochs)
 
     def _check_front(
         self,
         study: optuna.Study,
         trial: optuna.Trial,
         epoch: int,
-        accuracy: float,
+        best: float,
         costs: Mapping[str, float],
         names: list[str],
         total_epochs: int | None,
@@ -236,29 +244,27 @@ class EpochPruner:
             ours = tuple(float(costs[name]) for name in cost_names)
         except KeyError as exc:
             raise ValueError(f"costs: missing objective {exc.args[0]!r}; expected {cost_names}") from None
-        finished = list(_finished_at(complete, epoch, len(cost_names)))
-        margin = self.margin
-        if self.adaptive_margin:
-            margin = max(margin, overturned_lead(_at_and_final(complete, epoch)))
         if total_epochs is None:
             # No proxy settings in the study: the finished curves say how long training is.
             longest = max((len(t.user_attrs.get("accuracies") or ()) for t in complete), default=0)
             if longest and epoch >= longest:
                 return None
-        dominator = find_dominator(accuracy, ours, finished, margin)
-        if dominator is not None and dominator.key is not None:
+        finished = list(_finished_at(complete, epoch, len(cost_names)))
+        verdict = front_verdict(best, ours, finished, self.margin)
+        if verdict is not None and verdict[0].key is not None:
             # Only now read our own key: repeats of this candidate must not prune it.
             key = trial.user_attrs.get("key")
-            if key is not None and dominator.key == key:
-                dominator = find_dominator(accuracy, ours, finished, margin, key=key)
-        if dominator is None:
+            if key is not None and verdict[0].key == key:
+                verdict = front_verdict(best, ours, finished, self.margin, key=key)
+        if verdict is None:
             return None
+        dominator, room = verdict
         pairs = zip(cost_names, dominator.costs, ours, strict=True)
         than = ", ".join(f"{name} {_fmt_pair(theirs, mine)}" for name, theirs, mine in pairs)
         where = f" with {than}" if than else ""
         return (
-            f"epoch {epoch}: {accuracy:.2f}% is dominated by trial {dominator.number} "
-            f"({dominator.accuracy:.2f}% at epoch {epoch}{where}; margin {margin:.3g} points)"
+            f"epoch {epoch}: best {best:.2f}% + {room:.3g} points of headroom + {self.margin:g} margin "
+            f"<= trial {dominator.number}'s final {dominator.final:.2f}%{where}"
         )
 
     def _check_optuna(
@@ -299,29 +305,20 @@ class EpochPruner:
 
 
 def _finished_at(trials: Iterable[FrozenTrial], epoch: int, n_costs: int) -> Iterable[Finished]:
-    """Feasible finished trials with a recorded accuracy at `epoch` and finite cost values."""
+    """Feasible finished trials whose curve reaches past `epoch`, with finite accuracies and costs."""
     for t in trials:
         accuracies = t.user_attrs.get("accuracies")
         values = t.values
-        if not accuracies or len(accuracies) < epoch or values is None or len(values) != n_costs + 1:
+        if not accuracies or len(accuracies) <= epoch or values is None or len(values) != n_costs + 1:
             continue
         if any(c > 0 for c in t.constraints.values()):
             continue
-        acc = float(accuracies[epoch - 1])
+        seen = [float(a) for a in accuracies[:epoch] if a is not None and math.isfinite(float(a))]
+        final = float(values[0])
         costs = tuple(float(v) for v in values[1:])
-        if not math.isfinite(acc) or not all(math.isfinite(c) for c in costs):
+        if not seen or not math.isfinite(final) or not all(math.isfinite(c) for c in costs):
             continue
-        yield Finished(t.number, acc, costs, t.user_attrs.get("key"))
-
-
-def _at_and_final(trials: Iterable[FrozenTrial], epoch: int) -> Iterable[tuple[float, float]]:
-    """(accuracy at `epoch`, final accuracy) of finished trials whose curve reaches past `epoch`."""
-    for t in trials:
-        accuracies = t.user_attrs.get("accuracies")
-        if accuracies and len(accuracies) > epoch:
-            at, final = float(accuracies[epoch - 1]), float(accuracies[-1])
-            if math.isfinite(at) and math.isfinite(final):
-                yield at, final
+        yield Finished(t.number, max(seen), final, costs, t.user_attrs.get("key"))
 
 
 def _fmt(value: float, digits: int = 3) -> str:
@@ -385,9 +382,6 @@ def make_pruner(config: dict | None, directions: list[str], sampler: str = "tpe"
     warmup = _int(config, "warmup_epochs", DEFAULT_WARMUP_EPOCHS, minimum=0)
     min_trials = _int(config, "min_trials", DEFAULT_MIN_TRIALS, minimum=0)
     margin = _float(config, "margin", DEFAULT_MARGIN, minimum=0.0)
-    adaptive = config.get("adaptive_margin", True)
-    if not isinstance(adaptive, bool):
-        raise InputError(f"pruning.adaptive_margin: expected true or false, got {adaptive!r}")
 
     optuna_pruner: optuna.pruners.BasePruner | None = None
     if rule == "median":
@@ -417,7 +411,6 @@ def make_pruner(config: dict | None, directions: list[str], sampler: str = "tpe"
         warmup_epochs=warmup,
         min_trials=min_trials,
         margin=margin,
-        adaptive_margin=adaptive,
         optuna_pruner=optuna_pruner,
     )
 

@@ -594,7 +594,8 @@ def _train(run: Run, trial: optuna.Trial, spec: ArchSpec, seed: int, costs: dict
         accuracies.append(float(accuracy))
         trial.set_user_attr("accuracies", list(accuracies))
         reporter.epoch(epoch, accuracy)
-        reason = run.pruner.check(run.study, trial, epoch, float(accuracy), cost_objectives) if run.pruner else None
+        reason = (run.pruner.check(run.study, trial, epoch, float(accuracy), cost_objectives, curve=accuracies)
+                  if run.pruner else None)
         if reason:
             raise _Prune(epoch, reason)
 

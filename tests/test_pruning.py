@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from optuna.trial import TrialState, create_trial
 
 from gcsearch.errors import InputError
-from gcsearch.pruning import Finished, find_dominator, make_pruner, overturned_lead
+from gcsearch.pruning import Finished, find_dominator, front_verdict, headroom, make_pruner
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -49,10 +49,14 @@ def _finished(study, accuracies, flops=None, params=None, *, key=None, max_flops
 
 
 def _history(study, n=5):
-    """n finished trials; trial 0 is cheap and accurate (60% at epoch 2, 80% final), the rest expensive."""
+    """n finished trials: trial 0 is cheap and accurate (60% at epoch 2, 80% final); the others are expensive
+    slow climbers that gained 25, 20, 15, 10 and 5 points after epochs 1..5 to end at 45%."""
     _finished(study, [40, 60, 70, 75, 78, 80], flops=2e6, params=1e5)
     for i in range(1, n):
-        _finished(study, [30, 45, 55, 60, 62, 64], flops=8e6 + i, params=4e5)
+        _finished(study, SLOW, flops=8e6 + i, params=4e5)
+
+
+SLOW = [20, 25, 30, 35, 40, 45]
 
 
 def test_clearly_dominated_trial_is_pruned_with_reason():
@@ -60,10 +64,11 @@ def test_clearly_dominated_trial_is_pruned_with_reason():
     _history(study)
     pruner = make_pruner(None, MULTI, "tpe")
     trial = study.ask()
+    # Trials that stood at <= 42% at epoch 2 gained at most 20 points: 40 + 20 + 2 <= trial 0's 80%.
     reason = pruner.check(study, trial, 2, 40.0, {"flops": 3e6, "params": 2e5})
     assert reason == (
-        "epoch 2: 40.00% is dominated by trial 0 (60.00% at epoch 2 with flops 2M <= 3M, "
-        "params 100k <= 200k; margin 2 points)"
+        "epoch 2: best 40.00% + 20 points of headroom + 2 margin <= trial 0's final 80.00% "
+        "with flops 2M <= 3M, params 100k <= 200k"
     )
 
 
@@ -72,21 +77,31 @@ def test_cheaper_than_everyone_is_not_pruned():
     _history(study)
     pruner = make_pruner({"rule": "front"}, MULTI, "tpe")
     trial = study.ask()
-    # Far behind at epoch 3, but the cheapest candidate: it can still be on the front.
-    assert pruner.check(study, trial, 3, 10.0, {"flops": 1e6, "params": 5e4}) is None
+    # Hopeless in accuracy at epoch 3, but the cheapest candidate: it can still be on the front.
+    assert pruner.check(study, trial, 3, 30.0, {"flops": 1e6, "params": 5e4}) is None
     # Cheaper in FLOPs only, more params than trial 0: trial 0 does not dominate it either.
-    assert pruner.check(study, trial, 3, 10.0, {"flops": 1.5e6, "params": 9e5}) is None
+    assert pruner.check(study, trial, 3, 30.0, {"flops": 1.5e6, "params": 9e5}) is None
 
 
-def test_as_accurate_as_the_best_is_not_pruned():
+def test_a_trial_that_could_still_reach_the_front_is_not_pruned():
     study = _study()
     _history(study)
     pruner = make_pruner({"rule": "front", "margin": 2.0}, MULTI, "tpe")
     trial = study.ask()
-    # Most expensive of all, but within the margin of the best accuracy at epoch 4 (75%).
-    assert pruner.check(study, trial, 4, 73.5, {"flops": 9e6, "params": 9e5}) is None
-    # 2.5 points behind: dominated by trial 0.
-    assert "trial 0" in pruner.check(study, trial, 4, 72.5, {"flops": 9e6, "params": 9e5})
+    costs = {"flops": 9e6, "params": 9e5}  # the most expensive of all
+    # Epoch 4, 2.5 points behind trial 0's 75%: the slow climbers gained 10 after epoch 4, so 72.5 may reach 82.5.
+    assert pruner.check(study, trial, 4, 72.5, costs) is None
+    # 35% at epoch 4, where the slow climbers stood: they ended at 45, far below trial 0.
+    assert "trial 0's final 80.00%" in pruner.check(study, trial, 4, 35.0, costs)
+
+
+def test_below_every_finished_trial_is_not_pruned_without_evidence():
+    study = _study()
+    _history(study)
+    pruner = make_pruner(None, MULTI, "tpe")
+    trial = study.ask()
+    # No finished trial stood at <= 12% at epoch 2, so nothing says how far such a trial climbs.
+    assert pruner.check(study, trial, 2, 10.0, {"flops": 9e6, "params": 9e5}) is None
 
 
 def test_margin_zero_needs_a_strictly_better_objective():
@@ -94,37 +109,46 @@ def test_margin_zero_needs_a_strictly_better_objective():
     _history(study)
     pruner = make_pruner({"margin": 0}, MULTI, "tpe")
     trial = study.ask()
-    # Same accuracy and same costs as trial 0: not dominated.
+    # 60 at epoch 2 + 20 of headroom reaches trial 0's 80 exactly; same costs: not dominated.
     assert pruner.check(study, trial, 2, 60.0, {"flops": 2e6, "params": 1e5}) is None
     # Same accuracy, one cost worse: dominated.
     assert pruner.check(study, trial, 2, 60.0, {"flops": 2e6, "params": 1e5 + 1}) is not None
 
 
-def test_margin_grows_with_the_leads_that_finished_curves_lost():
+def test_a_late_climber_among_the_finished_raises_the_headroom():
     study = _study()
     _history(study)
-    # A slow starter: 20 points behind trial 0 at epoch 2, yet it ended highest of all.
-    _finished(study, [25, 40, 60, 80, 88, 90], flops=9e6, params=9e5)
     trial = study.ask()
     costs = {"flops": 3e6, "params": 2e5}
-    adaptive = make_pruner(None, MULTI, "tpe")
-    # Epoch 2: the largest lost lead is trial 0's 20 points (60 vs 40) over the slow starter; 38% is 22 behind.
-    assert adaptive.check(study, trial, 2, 45.0, costs) is None
-    assert adaptive.check(study, trial, 2, 38.0, costs) == (
-        "epoch 2: 38.00% is dominated by trial 0 (60.00% at epoch 2 with flops 2M <= 3M, "
-        "params 100k <= 200k; margin 20 points)"
-    )
-    # Epoch 4: the slow starter leads already (80 vs 75): the other finished curves kept their order.
-    assert "margin 2 points" in adaptive.check(study, trial, 4, 72.0, costs)
-    fixed = make_pruner({"adaptive_margin": False}, MULTI, "tpe")
-    assert "margin 2 points" in fixed.check(study, trial, 2, 45.0, costs)
+    pruner = make_pruner(None, MULTI, "tpe")
+    assert pruner.check(study, trial, 2, 25.0, costs) is not None
+    # A finished trial that stood at 25% after epoch 2 and ended highest of all, at 90%.
+    _finished(study, [20, 25, 60, 80, 88, 90], flops=9e6, params=9e5)
+    assert pruner.check(study, trial, 2, 25.0, costs) is None
+    # By epoch 4 it was at 80%: trials at 35% then still climbed 10 points at most.
+    assert "trial 0's final" in pruner.check(study, trial, 4, 35.0, costs)
 
 
-def test_overturned_lead():
-    assert overturned_lead([]) == 0.0
-    assert overturned_lead([(10, 50), (20, 60), (30, 70)]) == 0.0  # order kept
-    assert overturned_lead([(40, 60), (25, 90), (30, 64)]) == 15.0  # 40 at the epoch, ended below 25's trial
-    assert overturned_lead([(40, 60), (35, 60)]) == 5.0  # a tie at the end: the lead was lost
+def test_a_dip_while_the_learning_rate_is_high_is_not_held_against_a_trial():
+    study = _study()
+    _history(study)
+    pruner = make_pruner(None, MULTI, "tpe")
+    trial = study.ask()
+    costs = {"flops": 3e6, "params": 2e5}
+    # 30% at epoch 3 alone is where the slow climbers stood (they ended at 45%).
+    assert pruner.check(study, trial, 3, 30.0, costs) is not None
+    # The same 30% after 65% at epoch 2: judged by its best, 65 + 15 + 2 > 80.
+    assert pruner.check(study, trial, 3, 30.0, costs, curve=[40.0, 65.0, 30.0]) is None
+
+
+def test_headroom():
+    def f(best, final):
+        return Finished(0, best, final, ())
+
+    assert headroom([], 50.0, 2.0) is None
+    assert headroom([f(60, 90)], 50.0, 2.0) is None  # stood higher than 52: not comparable
+    assert headroom([f(52, 70), f(30, 80), f(60, 99)], 50.0, 2.0) == 50.0
+    assert headroom([f(40, 35)], 50.0, 0.0) == 0.0  # a trial that fell back: no negative headroom
 
 
 def test_nothing_is_pruned_during_warmup():
@@ -133,7 +157,8 @@ def test_nothing_is_pruned_during_warmup():
     pruner = make_pruner({"warmup_epochs": 3}, MULTI, "tpe")
     trial = study.ask()
     costs = {"flops": 9e6, "params": 9e5}
-    assert [pruner.check(study, trial, e, 0.0, costs) is None for e in range(1, EPOCHS)] == [
+    # Each epoch, exactly where the slow climbers stood: prunable once the warm-up is over.
+    assert [pruner.check(study, trial, e, SLOW[e - 1], costs) is None for e in range(1, EPOCHS)] == [
         True,
         True,
         True,
@@ -151,9 +176,9 @@ def test_nothing_is_pruned_before_min_trials_complete():
     pruner = make_pruner({"min_trials": 4}, MULTI, "tpe")
     trial = study.ask()
     costs = {"flops": 9e6, "params": 9e5}
-    assert pruner.check(study, trial, 3, 0.0, costs) is None
-    _finished(study, [30, 45, 55, 60, 62, 64], flops=8e6, params=4e5)
-    assert pruner.check(study, trial, 3, 0.0, costs) is not None
+    assert pruner.check(study, trial, 3, 30.0, costs) is None
+    _finished(study, SLOW, flops=8e6, params=4e5)
+    assert pruner.check(study, trial, 3, 30.0, costs) is not None
 
 
 def test_not_pruned_at_the_last_epoch():
@@ -162,8 +187,8 @@ def test_not_pruned_at_the_last_epoch():
     pruner = make_pruner(None, MULTI, "tpe")
     trial = study.ask()
     costs = {"flops": 9e6, "params": 9e5}
-    assert pruner.check(study, trial, EPOCHS - 1, 0.0, costs) is not None
-    assert pruner.check(study, trial, EPOCHS, 0.0, costs) is None
+    assert pruner.check(study, trial, EPOCHS - 1, 40.0, costs) is not None
+    assert pruner.check(study, trial, EPOCHS, 40.0, costs) is None
 
 
 def test_last_epoch_from_curves_without_proxy_settings():
@@ -172,35 +197,37 @@ def test_last_epoch_from_curves_without_proxy_settings():
     pruner = make_pruner(None, MULTI, "tpe")
     trial = study.ask()
     costs = {"flops": 9e6, "params": 9e5}
-    assert pruner.check(study, trial, EPOCHS - 1, 0.0, costs) is not None
-    assert pruner.check(study, trial, EPOCHS, 0.0, costs) is None
+    assert pruner.check(study, trial, EPOCHS - 1, 40.0, costs) is not None
+    assert pruner.check(study, trial, EPOCHS, 40.0, costs) is None
 
 
 def test_infeasible_finished_trials_never_dominate():
     study = _study()
-    # Trial 0 is far ahead and cheap in params but breaks max_flops; the others are behind.
+    # Trial 0 is far ahead and cheap but breaks max_flops; the others climbed 20 points after epoch 3, to 60%.
     _finished(study, [80, 90, 95, 97, 98, 99], flops=5e6, params=1e4, max_flops=4e6)
     for _ in range(4):
         _finished(study, [20, 30, 40, 50, 55, 60], flops=3e6, params=2e5)
     pruner = make_pruner(None, MULTI, "tpe")
     trial = study.ask()
-    assert pruner.check(study, trial, 3, 40.0, {"flops": 6e6, "params": 3e5}) is None
-    # A feasible finished trial (trial 1..4) does dominate once we fall behind it.
-    assert "by trial 1" in pruner.check(study, trial, 3, 30.0, {"flops": 6e6, "params": 3e5})
+    costs = {"flops": 6e6, "params": 3e5}
+    assert pruner.check(study, trial, 3, 40.0, costs) is None  # 40 + 20 + 2 > 60, and trial 0 does not count
+    # A feasible trial as good as trial 0 does dominate.
+    _finished(study, [80, 90, 95, 97, 98, 99], flops=5e6, params=1e4)
+    assert "trial 6's final 99.00%" in pruner.check(study, trial, 3, 40.0, costs)  # 5 is the running one
 
 
 def test_repeats_of_the_same_candidate_do_not_prune_it():
     study = _study()
     _finished(study, [40, 60, 70, 75, 78, 80], flops=2e6, params=1e5, key="aaaa")
     for i in range(4):
-        _finished(study, [30, 45, 55, 60, 62, 64], flops=8e6 + i, params=4e5)
+        _finished(study, SLOW, flops=8e6 + i, params=4e5)
     pruner = make_pruner(None, MULTI, "tpe")
     trial = study.ask()
     trial.set_user_attr("key", "aaaa")
-    assert pruner.check(study, trial, 2, 40.0, {"flops": 2e6, "params": 1e5}) is None
+    assert pruner.check(study, trial, 2, 25.0, {"flops": 2e6, "params": 1e5}) is None
     other = study.ask()
     other.set_user_attr("key", "bbbb")
-    assert "trial 0" in pruner.check(study, other, 2, 40.0, {"flops": 2e6, "params": 1e5})
+    assert "trial 0" in pruner.check(study, other, 2, 25.0, {"flops": 2e6, "params": 1e5})
 
 
 def test_objective_names_come_from_the_study():
@@ -208,7 +235,7 @@ def test_objective_names_come_from_the_study():
     study = _study(objectives=("accuracy", "params", "flops"))
     _finished(study, [40, 60, 70, 75, 78, 80], flops=1e5, params=2e6)  # values: acc, 1e5 params, 2e6 flops
     for _ in range(4):
-        _finished(study, [30, 45, 55, 60, 62, 64], flops=9e9, params=9e9)
+        _finished(study, SLOW, flops=9e9, params=9e9)
     pruner = make_pruner(None, MULTI, "tpe")
     trial = study.ask()
     assert "params 100k <= 200k, flops 2M <= 3M" in pruner.check(study, trial, 2, 40.0, {"flops": 3e6, "params": 2e5})
@@ -258,8 +285,7 @@ def test_defaults_by_sampler_and_objectives():
     assert make_pruner(None, ["maximize"], "tpe").rule == "median"
     pruner = make_pruner(None, MULTI)
     assert (pruner.warmup_epochs, pruner.min_trials, pruner.margin) == (1, 5, 2.0)
-    assert pruner.adaptive_margin is True
-    assert pruner.describe() == "front (warm-up 1 epoch, after 5 finished trials, margin >= 2 points)"
+    assert pruner.describe() == "front (warm-up 1 epoch, after 5 finished trials, margin 2 points)"
 
 
 def test_rule_none_never_prunes():
@@ -283,8 +309,7 @@ def test_rule_none_never_prunes():
         ({"margin": -0.5}, MULTI, "pruning.margin: must be >= 0, got -0.5"),
         ({"margin": "2"}, MULTI, "pruning.margin: expected a number, got '2'"),
         ({"margin": float("nan")}, MULTI, "pruning.margin: expected a number"),
-        ({"marjin": 1}, MULTI, "pruning.marjin: unknown key (did you mean 'margin'?); known keys: adaptive"),
-        ({"adaptive_margin": "yes"}, MULTI, "pruning.adaptive_margin: expected true or false, got 'yes'"),
+        ({"marjin": 1}, MULTI, "pruning.marjin: unknown key (did you mean 'margin'?); known keys: margin"),
         ({"rule": "none", "margin": 1}, MULTI, "pruning.margin: applies to rule 'front' only, not 'none'"),
         (
             {"rule": "median", "reduction_factor": 2},
@@ -361,12 +386,12 @@ def test_single_objective_hyperband_is_installed_on_the_study():
     assert study.pruner is pruner.optuna_pruner
 
 
-def test_single_objective_front_compares_with_the_best_at_that_epoch():
+def test_single_objective_front_compares_with_the_best_final_accuracy():
     study, pruner = _single_study({"rule": "front", "margin": 3})
-    # Best at epoch 3 is 64%: 61.5 is within the margin, 60.5 is not.
-    assert pruner.check(study, study.ask(), 3, 61.5, {}) is None
+    # Trials 0..4 climbed 10 points after epoch 3 and the best ended at 74%: 60.5 + 10 + 3 < 74, 62 not.
+    assert pruner.check(study, study.ask(), 3, 62.0, {}) is None
     assert pruner.check(study, study.ask(), 3, 60.5, {}) == (
-        "epoch 3: 60.50% is dominated by trial 4 (64.00% at epoch 3; margin 3 points)"
+        "epoch 3: best 60.50% + 10 points of headroom + 3 margin <= trial 4's final 74.00%"
     )
 
 
@@ -376,7 +401,8 @@ finished_lists = st.lists(
     st.builds(
         Finished,
         number=st.integers(0, 100),
-        accuracy=st.floats(0, 100),
+        best=st.floats(0, 100),
+        final=st.floats(0, 100),
         costs=st.tuples(st.floats(1, 1e9), st.floats(1, 1e9)),
     ),
     max_size=12,
@@ -384,11 +410,23 @@ finished_lists = st.lists(
 
 
 @settings(max_examples=200, deadline=None)
-@given(finished=finished_lists, accuracy=st.floats(0, 100), margin=st.floats(0, 5))
-def test_the_cheapest_or_the_most_accurate_is_never_dominated(finished, accuracy, margin):
+@given(finished=finished_lists, accuracy=st.floats(0, 100))
+def test_the_cheapest_or_the_most_accurate_is_never_dominated(finished, accuracy):
     cheapest = tuple(min((f.costs[i] for f in finished), default=2.0) - 1 for i in range(2))
-    assert find_dominator(0.0, cheapest, finished, margin) is None
-    best = max((f.accuracy for f in finished), default=0.0)
-    assert find_dominator(best - margin + 1e-9, (2e9, 2e9), finished, margin) is None
-    dominator = find_dominator(accuracy, (2e9, 2e9), finished, margin)
-    assert (dominator is None) == all(f.accuracy < accuracy + margin for f in finished)
+    assert find_dominator(0.0, cheapest, finished) is None
+    best = max((f.final for f in finished), default=0.0)
+    assert find_dominator(best + 1e-9, (2e9, 2e9), finished) is None
+    dominator = find_dominator(accuracy, (2e9, 2e9), finished)
+    assert (dominator is None) == all(f.final < accuracy for f in finished)
+
+
+@settings(max_examples=200, deadline=None)
+@given(finished=finished_lists, best=st.floats(0, 100), margin=st.floats(0, 5))
+def test_a_trial_that_climbs_like_a_comparable_finished_one_is_never_pruned_below_it(finished, best, margin):
+    # Whatever the history, the rule never prunes a trial that, climbing as much as some finished trial that
+    # stood at its level, would end at or above every finished trial: it could still be on the front.
+    verdict = front_verdict(best, (1.0, 1.0), finished, margin)
+    if verdict is not None:
+        dominator, room = verdict
+        assert dominator.final >= best + room + margin
+        assert all(best + (f.final - f.best) < dominator.final for f in finished if f.best <= best + margin)

@@ -191,9 +191,11 @@ def test_the_epoch_pruner_stops_a_trial_and_it_is_stored_as_pruned(tmp_path: Pat
     from gcsearch.pruning import EpochPruner
 
     seen: list[tuple[int, int, float, dict]] = []
+    curves: list[list[float]] = []
 
-    def check(self, study, trial, epoch, accuracy, costs):  # the rule's decision, not its wiring, is replaced
+    def check(self, study, trial, epoch, accuracy, costs, curve=None):  # the decision is replaced, not the wiring
         seen.append((trial.number, epoch, accuracy, dict(costs)))
+        curves.append(list(curve))
         return "epoch 1: dominated by trial 0" if trial.number == 2 and epoch == 1 else None
 
     monkeypatch.setattr(EpochPruner, "check", check)
@@ -208,6 +210,7 @@ def test_the_epoch_pruner_stops_a_trial_and_it_is_stored_as_pruned(tmp_path: Pat
     assert [(n, e) for n, e, _, _ in seen] == [(0, 1), (0, 2), (1, 1), (1, 2), (2, 1)]
     assert all(costs == {"flops": float(trials[n].user_attrs["flops"])} for n, _, _, costs in seen)
     assert math.isclose(seen[-1][2], pruned.user_attrs["accuracies"][0])
+    assert curves[1] == trials[0].user_attrs["accuracies"] and curves[-1] == pruned.user_attrs["accuracies"]
 
 
 def test_json_summary(tmp_path: Path, db: str, capsys: pytest.CaptureFixture[str]) -> None:
