@@ -191,42 +191,74 @@ def front_keys(result: Result) -> set[str]:
     return {row.key for row in build_report(result.data).front}
 
 
-def replay(result: Result, variants: list[dict[str, Any]], front: set[str]) -> list[dict[str, Any]]:
-    """The front rule replayed over an unpruned run's full curves, trial by trial in run order.
+def fresh_trials(result: Result) -> list[TrialRecord]:
+    """The run's trained COMPLETE trials in run order (reused ones cost nothing and are left out)."""
+    return sorted((t for t in result.data.trials
+                   if t.state == "COMPLETE" and t.user_attrs.get("reused_from") is None), key=lambda t: t.number)
 
-    Each trial (reused ones left out: they cost nothing) is checked after every epoch against the trials
-    finished before it, with the rule's own pieces (gcsearch.pruning.front_verdict); a trial the rule would
-    have stopped counts its epochs up to that point and is not a finished trial for the later ones. No
-    retraining, so the sampler's reaction to pruned trials is not modelled: this measures the rule, not
-    the search.
+
+def replay_rule(trials: list[TrialRecord], pruner: Any) -> tuple[int, list[TrialRecord], list[TrialRecord]]:
+    """The front rule over full curves in the given order: (epochs spent, trials kept, trials pruned).
+
+    Each trial is checked after every epoch against the trials kept before it, with the rule's own pieces
+    (gcsearch.pruning.front_verdict); a pruned trial counts its epochs up to the prune and is no finished
+    trial for the later ones. No retraining, so a sampler's reaction to pruned trials is not modelled.
     """
-    trials = sorted((t for t in result.data.trials
-                     if t.state == "COMPLETE" and t.user_attrs.get("reused_from") is None), key=lambda t: t.number)
+    spent, kept, pruned = 0, [], []
+    for t in trials:
+        curve = t.user_attrs["accuracies"]
+        stop = None
+        if len(kept) >= pruner.min_trials:
+            for epoch in range(pruner.warmup_epochs + 1, len(curve)):
+                finished = [Finished(o.number, max(o.user_attrs["accuracies"][:epoch]), o.values[0],
+                                     tuple(o.values[1:]), o.user_attrs.get("key")) for o in kept if o.feasible]
+                if front_verdict(max(curve[:epoch]), t.values[1:], finished, pruner.margin,
+                                 key=t.user_attrs.get("key")):
+                    stop = epoch
+                    break
+        spent += stop or len(curve)
+        (pruned if stop else kept).append(t)
+    return spent, kept, pruned
+
+
+def _pruners(result: Result, variants: list[dict[str, Any]]) -> list[Any]:
     directions = [o["direction"] for o in result.data.summary.meta["objectives"]]
+    return [make_pruner({"rule": "front", **variant}, directions) for variant in variants]
+
+
+def replay(result: Result, variants: list[dict[str, Any]], front: set[str]) -> list[dict[str, Any]]:
+    """The front rule replayed over an unpruned run's full curves in run order (see `replay_rule`)."""
+    trials = fresh_trials(result)
     out = []
-    for variant in variants:
-        pruner = make_pruner({"rule": "front", **variant}, directions)
-        spent, pruned, wrong = 0, 0, []
-        kept: list[TrialRecord] = []
-        for t in trials:
-            curve = t.user_attrs["accuracies"]
-            stop = None
-            if len(kept) >= pruner.min_trials:
-                for epoch in range(pruner.warmup_epochs + 1, len(curve)):
-                    finished = [Finished(o.number, max(o.user_attrs["accuracies"][:epoch]), o.values[0],
-                                         tuple(o.values[1:]), o.user_attrs.get("key")) for o in kept if o.feasible]
-                    if front_verdict(max(curve[:epoch]), t.values[1:], finished, pruner.margin,
-                                     key=t.user_attrs.get("key")):
-                        stop = epoch
-                        break
-            spent += stop or len(curve)
-            if stop:
-                pruned += 1
-                if t.user_attrs.get("key") in front:
-                    wrong.append(t.number)
-            else:
-                kept.append(t)
-        out.append({**variant, "pruner": pruner, "pruned": pruned, "epochs": spent, "front_pruned": wrong})
+    for variant, pruner in zip(variants, _pruners(result, variants), strict=True):
+        spent, _, pruned = replay_rule(trials, pruner)
+        wrong = [t.number for t in pruned if t.user_attrs.get("key") in front]
+        out.append({**variant, "pruned": len(pruned), "epochs": spent, "front_pruned": wrong})
+    return out
+
+
+def replay_orders(result: Result, variants: list[dict[str, Any]], size: int, orders: int = 100,
+                  reference: dict[str, float] | None = None) -> list[dict[str, Any]]:
+    """The rule over `orders` random draws of `size` of the run's curves (a random search's trials, in a
+    random order): its mean share of the epochs, the share of draws in which it pruned a member of the
+    draw's own unpruned front, and its mean and worst final hypervolume against the unpruned draw's."""
+    import random
+
+    trials = fresh_trials(result)
+    draws = [random.Random(seed).sample(trials, min(size, len(trials))) for seed in range(orders)]
+    fronts = [{row.key for row in build_report(replace(result.data, trials=d)).front} for d in draws]
+    full_hv = [build_report(replace(result.data, trials=d), reference=reference).hypervolume or 0.0 for d in draws]
+    out = []
+    for variant, pruner in zip(variants, _pruners(result, variants), strict=True):
+        shares, lost, hv = [], 0, []
+        for draw, front, base in zip(draws, fronts, full_hv, strict=True):
+            spent, kept, pruned = replay_rule(draw, pruner)
+            shares.append(spent / sum(len(t.user_attrs["accuracies"]) for t in draw))
+            lost += any(t.user_attrs.get("key") in front for t in pruned)
+            kept_hv = build_report(replace(result.data, trials=kept), reference=reference).hypervolume or 0.0
+            hv.append(kept_hv / base if base else 1.0)
+        out.append({**variant, "epochs": sum(shares) / len(shares), "lost": lost / len(draws),
+                    "hv": sum(hv) / len(hv), "hv_min": min(hv)})
     return out
 
 
@@ -357,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     met = hv_share >= GOAL_HV_SHARE and to_c is not None and to_c <= GOAL_EPOCH_SHARE * b.total_epochs and not lost
     print(f"  goal {'met' if met else 'NOT met'}")
 
-    variants = [{"warmup_epochs": w, "margin": m} for w in (0, 1, 2, 3) for m in (2.0, 5.0)]
+    variants = [{"warmup_epochs": w, "margin": m} for w in (0, 1, 2, 3) for m in (2.0, 5.0, 8.0)]
     rows = replay(b, variants, front=front_b)
     print("\nthe front rule replayed over (b)'s full curves (no retraining, sampler feedback not modelled; "
           "min_trials 5)")
@@ -365,10 +397,58 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows:
         print(f"{row['warmup_epochs']:6d} {row['margin']:6g} {row['pruned']:7d} {row['epochs']:7d} "
               f"{100 * row['epochs'] / b.total_epochs:8.0f}%  {row['front_pruned'] or '-'}")
+
+    rows = replay_orders(a, variants, size=trials, reference=reference)
+    print(f"\nthe front rule over 100 random draws of {trials} of (a)'s curves, each in a random order")
+    print("warmup margin  epochs  draws with a front member pruned  HV / unpruned (mean, worst)")
+    for row in rows:
+        print(f"{row['warmup_epochs']:6d} {row['margin']:6g} {100 * row['epochs']:6.0f}%  {100 * row['lost']:31.0f}%  "
+              f"{row['hv']:.3f}, {row['hv_min']:.3f}")
+
+    print("\ndo early accuracies predict the final one? distinct candidates of (a) and (b)")
+    print("epoch  mean acc  Spearman(best up to the epoch, final)")
+    for epoch, mean, rho in curve_signal([a, b]):
+        print(f"{epoch:5d} {mean:8.1f}% {rho:8.2f}")
     if args.plot:
         plot(results, b, args.plot)
         print(f"\nplot: {args.plot}")
     return 0
+
+
+def _ranks(values: list[float]) -> list[float]:
+    order = sorted(range(len(values)), key=values.__getitem__)
+    ranks = [0.0] * len(values)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2
+        i = j + 1
+    return ranks
+
+
+def spearman(xs: list[float], ys: list[float]) -> float:
+    rx, ry = _ranks(xs), _ranks(ys)
+    mx, my = sum(rx) / len(rx), sum(ry) / len(ry)
+    cov = sum((x - mx) * (y - my) for x, y in zip(rx, ry, strict=True))
+    var = math.sqrt(sum((x - mx) ** 2 for x in rx) * sum((y - my) ** 2 for y in ry))
+    return cov / var if var else math.nan
+
+
+def curve_signal(results: list[Result]) -> list[tuple[int, float, float]]:
+    """Per epoch before the last: the mean accuracy and the rank correlation between each candidate's best
+    accuracy up to that epoch and its final accuracy, over the distinct candidates the runs trained."""
+    curves = {t.user_attrs["key"]: t.user_attrs["accuracies"] for r in results for t in fresh_trials(r)}
+    finals = [c[-1] for c in curves.values()]
+    epochs = min(len(c) for c in curves.values())
+    out = []
+    for epoch in range(1, epochs):
+        best = [max(c[:epoch]) for c in curves.values()]
+        at = [c[epoch - 1] for c in curves.values()]
+        out.append((epoch, sum(at) / len(at), spearman(best, finals)))
+    return out
 
 
 def _share(value: int | None, total: int) -> str:
