@@ -46,8 +46,10 @@ Assumptions of "front", and where it can be wrong:
    identity, a task that "clicks" in the last epochs) can still be pruned wrongly. The headroom is measured
    on the study's own curves, so where they jump late it is large and the rule waits, and where they climb
    steadily it prunes the hopeless early. An earlier version compared accuracies at the same epoch (prune
-   when a cheaper trial was ahead by the largest lead a finished trial had lost); on the search-efficiency
-   benchmark it stopped a member of the front (BENCHMARKS.md), which this rule does not.
+   when a cheaper trial was ahead by the largest lead a finished trial had lost) and stopped a member of
+   the front in the search-efficiency benchmark. This rule kept that benchmark's front, but its replays
+   over random draws of trials (BENCHMARKS.md) show it can lose a front member too where, as on the
+   generated set, candidates look alike until the last epochs: there, raise `warmup_epochs` and `margin`.
 3. Only feasible finished trials dominate (an infeasible trial can never be on the front, so losing to it
    says nothing), only COMPLETE ones (a pruned trial's curve stops early), and never a trial of the same
    candidate (user attr "key"): a repeat measures that candidate's seed noise, and pruning it would bias
