@@ -176,3 +176,30 @@ def test_proxy_width_depth_stem_and_io() -> None:
 def test_build_model_rejects_bad_sizes(name: str, kwargs: dict) -> None:
     with pytest.raises(InputError, match=f"^{name}: "):
         build_model(ArchSpec(block="none"), **kwargs)
+
+
+def test_strided_downsample_is_a_strided_pointwise_conv_and_trains_on_one_thread() -> None:
+    import subprocess
+    import sys
+
+    from gcsearch.backbones.resnet import StridedPointwise
+
+    down = StridedPointwise(4, 8, 2)
+    reference = nn.Conv2d(4, 8, 1, 2, bias=False)
+    reference.weight.data.copy_(down.weight.data)
+    x = torch.randn(2, 4, 9, 9)
+    assert torch.equal(down(x), reference(x))
+    # PyTorch 2.13's CPU backward of a strided 1x1 conv on channels_last input with 4 -> 8 channels, on one
+    # thread, corrupted the heap and aborted the process; run it in a child so an abort fails only this test.
+    code = (
+        "import torch; torch.set_num_threads(1)\n"
+        "from gcsearch import ArchSpec, build_model\n"
+        "m = build_model(ArchSpec(backbone='proxy', width=4, depth=(1, 1, 1, 1), block='none'), num_classes=5)\n"
+        "m = m.to(memory_format=torch.channels_last)\n"
+        "x = torch.randn(32, 3, 8, 8).contiguous(memory_format=torch.channels_last)\n"
+        "for _ in range(300):\n"
+        "    m(x).sum().backward()\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-500:]
