@@ -386,8 +386,10 @@ def main(argv: list[str] | None = None) -> int:
           f"(b)'s final; (b)'s own: {b.hv_at(GOAL_EPOCH_SHARE * b.total_epochs) / b.final_hv:.3f}")
     print(f"  (b)'s front: {len(front_b)} candidates, {len(sampled_both)} also sampled by (c), "
           f"{len(lost)} of them pruned in (c){': ' + ', '.join(lost) if lost else ''}")
-    met = hv_share >= GOAL_HV_SHARE and to_c is not None and to_c <= GOAL_EPOCH_SHARE * b.total_epochs and not lost
-    print(f"  goal {'met' if met else 'NOT met'}")
+    # The whole pruned search must cost <= 60% of the unpruned one: reaching 95% early is not enough, since an
+    # unpruned search that finds the best candidates early does that too, with no pruning at all.
+    met = hv_share >= GOAL_HV_SHARE and epoch_share <= GOAL_EPOCH_SHARE and not lost
+    print(f"  goal (final HV >= 95%, all epochs <= 60%, no front member pruned): {'met' if met else 'NOT met'}")
 
     variants = [{"warmup_epochs": w, "margin": m} for w in (0, 1, 2, 3) for m in (2.0, 5.0, 8.0)]
     rows = replay(b, variants, front=front_b)
