@@ -14,11 +14,14 @@ Every storage gets heartbeats: a running trial writes one every `heartbeat` seco
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 import shutil
 import sqlite3
 import warnings
 import weakref
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -28,6 +31,11 @@ import sqlalchemy
 from sqlalchemy.engine import Engine, make_url
 
 from gcsearch.errors import InputError, RuntimeFailure
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no flock, SQLite files are not locked by `exclusive`
+    fcntl = None
 
 DEFAULT_STORAGE = "sqlite:///gcsearch.db"
 DEFAULT_HEARTBEAT = 10  # seconds between a running trial's heartbeats
@@ -123,6 +131,39 @@ def open_storage(url: str = DEFAULT_STORAGE, heartbeat: int = DEFAULT_HEARTBEAT,
         # BEGIN IMMEDIATE the inner one would wait for the outer one's lock.
         _IMMEDIATE.add(storage.engine)
     return storage
+
+
+@contextlib.contextmanager
+def exclusive(storage: optuna.storages.BaseStorage, name: str) -> Iterator[None]:
+    """Hold the lock `name` against every process, on any machine, that shares `storage`, while the body runs.
+
+    PostgreSQL: a session advisory lock on a connection of its own (the server drops it if the process
+    dies). A SQLite file: flock on the file itself, which SQLite's own byte-range locks do not see. Other
+    storages (MySQL, in-memory): no lock. Optuna's calls in the body use their own connections.
+    """
+    engine: Engine | None = getattr(storage, "engine", None)
+    backend = engine.url.get_backend_name() if engine is not None else ""
+    if backend == "postgresql":
+        key = int.from_bytes(hashlib.sha1(name.encode()).digest()[:8], "big", signed=True)
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": key})
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                conn.commit()
+        return
+    database = engine.url.database if engine is not None else None
+    if backend == "sqlite" and database and database != ":memory:" and fcntl is not None:
+        with open(database, "rb") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+        return
+    yield
 
 
 def check_sqlite_file(path: Path) -> None:

@@ -29,6 +29,7 @@ from optuna.trial import FrozenTrial, TrialState
 from gcsearch.backbones.config import POSITIONS, STAGES
 from gcsearch.errors import InputError, SpecError
 from gcsearch.spec import ACTS, BLOCK_SETS, BLOCKS, CONTEXTS, FUSIONS, NORMS, TRANSFORMS, ArchSpec
+from gcsearch.storage import exclusive
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -545,7 +546,11 @@ def open_study(spec: StudySpec, storage: optuna.storages.BaseStorage, meta: dict
                              "and was not made by gcsearch; give the study file another name")
         stored = meta  # its creator stopped before writing the metadata: adopt it
     check_resumable(spec, stored, meta, study, where, check_seed=check_seed)
-    queued = queue_missing(study, spec) if spec.is_grid and fill_grid else 0
+    queued = 0
+    if spec.is_grid and fill_grid:
+        # One at a time: machines resuming together would each see a point missing and each queue it.
+        with exclusive(storage, f"gcsearch: queue {spec.name}"):
+            queued = queue_missing(study, spec)
     if stored is meta or stored.get("study_file") != meta["study_file"]:
         # The space, budget or sampler may change between runs; the stored file is the latest one.
         stored = {**stored, **{k: meta[k] for k in ("study_file", "study", "sampler", "repeats", "constraints",
