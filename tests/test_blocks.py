@@ -5,6 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
 from gcsearch import ArchSpec
 from gcsearch.blocks import (
@@ -142,6 +145,92 @@ def test_attention_pool_backward_is_exact(memory_format: torch.memory_format) ->
     for a, e in zip(fast, plain, strict=True):
         assert torch.allclose(a, e, atol=1e-12)
     assert fast[0].is_contiguous(memory_format=memory_format)  # no layout change on the way back
+
+
+class SoftmaxInFloat32(TorchFunctionMode):
+    """What CUDA autocast does to a softmax (it is on autocast's float32 list); CPU autocast keeps it in bf16."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+        kwargs = dict(kwargs or {})
+        if func in (torch.softmax, torch.Tensor.softmax, nn.functional.softmax) and kwargs.get("dtype") is None:
+            kwargs["dtype"] = torch.float32
+        return func(*args, **kwargs)
+
+
+class OpDtypes(TorchDispatchMode):
+    """Records every aten op with the dtypes of its floating-point tensor arguments and of its result."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[str, list[torch.dtype], torch.dtype | None]] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+        out = func(*args, **(kwargs or {}))
+        dtypes = [t.dtype for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor) and t.is_floating_point()]
+        self.calls.append((func.overloadpacket.__name__, dtypes, out.dtype if isinstance(out, torch.Tensor) else None))
+        return out
+
+    def of(self, name: str) -> list[tuple[list[torch.dtype], torch.dtype | None]]:
+        return [(args, out) for op, args, out in self.calls if op == name]
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_attention_pool_is_dtype_consistent_with_a_bf16_map_and_a_float32_softmax(
+        memory_format: torch.memory_format) -> None:
+    """The CUDA autocast case on the CPU: a bf16 map, float32 parameters, the softmax in float32. CUDA's bmm
+    and softmax backward refuse operands of two dtypes; the CPU's do too, so a mix would raise here."""
+    torch.manual_seed(5)
+    x32 = torch.randn(3, 16, 5, 6).contiguous(memory_format=memory_format)
+    x = x32.bfloat16().requires_grad_()
+    w = (0.3 * torch.randn(1, 16, 1, 1)).requires_grad_()
+    b = torch.randn(1, requires_grad=True)
+    g = torch.randn(3, 16)
+    log = OpDtypes()
+    with SoftmaxInFloat32(), log:
+        out = _AttentionPoolFn.apply(x, w, b)
+        out.backward(g.bfloat16())
+    bf16, f32 = torch.bfloat16, torch.float32
+    mixed = [(op, args) for op, args, _ in log.calls if len(set(args)) > 1 and op != "copy_"]
+    assert mixed == []
+    assert log.of("_softmax") == [([f32], f32)]
+    assert log.of("_softmax_backward_data") == [([f32, f32], f32)]  # the softmax's gradient in its own precision
+    products = log.of("bmm") + log.of("baddbmm")
+    assert len(products) == 5  # logits, context; then g_attn, g_weight, g_x
+    assert all(args == [bf16] * len(args) and res == bf16 for args, res in products)
+    assert (out.dtype, x.grad.dtype, w.grad.dtype, b.grad.dtype) == (bf16, bf16, f32, f32)
+    assert x.grad.is_contiguous(memory_format=memory_format)
+
+    # ...and it is the reference's math, to bf16 precision: the same rounded map in float32 throughout
+    xr = x.detach().float().requires_grad_()
+    wr, br = w.detach().clone().requires_grad_(), b.detach().clone().requires_grad_()
+    ref = attention_pool_reference(xr, wr, br)
+    ref.backward(g.bfloat16().float())
+    assert torch.allclose(out.float(), ref, rtol=2e-2, atol=2e-2)
+    assert torch.allclose(x.grad.float(), xr.grad, rtol=2e-2, atol=2e-2)
+    assert torch.allclose(w.grad, wr.grad, rtol=3e-2, atol=3e-2 * wr.grad.abs().max().item())
+    assert torch.allclose(b.grad, br.grad, atol=1e-2)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("block", ["gc", "snl"])
+def test_att_blocks_train_under_cuda_bf16_autocast(block: str) -> None:
+    """The first backward of every `att` candidate on a GPU, against the same block in float32."""
+    torch.manual_seed(6)
+    module = create_block(ArchSpec(block=block, ratio=4), 32).cuda()
+    for p in module.parameters():
+        nn.init.normal_(p, std=0.2)
+    x = torch.randn(4, 32, 8, 8, device="cuda").contiguous(memory_format=torch.channels_last)
+    g = torch.randn(4, 32, 8, 8, device="cuda")
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        out = module(x)
+    out.float().backward(g)
+    mixed = [p.grad.clone() for p in module.parameters()]
+    module.zero_grad()
+    module(x).backward(g)
+    assert out.dtype == torch.bfloat16
+    for low, full in zip(mixed, (p.grad for p in module.parameters()), strict=True):
+        assert torch.isfinite(low).all()
+        assert torch.allclose(low, full, rtol=5e-2, atol=5e-2 * full.abs().max().item())
 
 
 def test_blocks_keep_channels_last() -> None:

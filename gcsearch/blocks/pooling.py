@@ -10,6 +10,10 @@ row vector on the left (`[N, 1, HW] @ [N, HW, C]`), which is the fast orientatio
 channels_last inputs and never copies the feature map. Training uses a hand-written backward that
 produces the feature-map gradient in one batched product instead of autograd's two outer products and
 a sum; `torch.jit` tracing (fvcore's FLOP counter) sees the same math as plain ops.
+
+The softmax runs in float32 at least, as CUDA autocast runs it, while the products run in the feature map's
+dtype (bf16 under autocast). The backward keeps the two apart: the softmax's own gradient is taken in the
+softmax's dtype and every product gets operands of one dtype, which the CUDA kernels insist on.
 """
 
 from __future__ import annotations
@@ -65,6 +69,11 @@ def attention_pool_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.
     return torch.bmm(attn, flat.transpose(1, 2)).view(n, c)
 
 
+def _softmax_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float32 for bf16 and fp16 maps (what autocast gives the softmax), the map's own dtype otherwise."""
+    return torch.promote_types(dtype, torch.float32)
+
+
 class _AttentionPoolFn(torch.autograd.Function):
     """Attention pooling with a backward that touches the feature map three times instead of five."""
 
@@ -74,9 +83,9 @@ class _AttentionPoolFn(torch.autograd.Function):
         flat = x.flatten(2)  # [N, C, HW]
         w = weight.to(x.dtype).view(1, 1, c).expand(n, 1, c)
         logits = torch.baddbmm(bias.to(x.dtype).view(1, 1, 1), w, flat)  # [N, 1, HW]
-        attn = torch.softmax(logits, dim=2)
+        attn = torch.softmax(logits, dim=2, dtype=_softmax_dtype(x.dtype))
         ctx.save_for_backward(x, weight, attn)
-        return torch.bmm(attn, flat.transpose(1, 2)).view(n, c)
+        return torch.bmm(attn.to(x.dtype), flat.transpose(1, 2)).view(n, c)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
@@ -84,18 +93,20 @@ class _AttentionPoolFn(torch.autograd.Function):
         n, c, h, w = x.shape
         flat = x.flatten(2)
         grad = grad.to(x.dtype).reshape(n, 1, c)
-        # d(context)/d(attn), then through the softmax: g_logits = attn * (g_attn - <attn, g_attn>), in one op
+        # d(context)/d(attn), then through the softmax in its own precision:
+        # g_logits = attn * (g_attn - <attn, g_attn>), in one op
         g_attn = torch.bmm(grad, flat)  # [N, 1, HW]
-        g_logits = torch._softmax_backward_data(g_attn, attn, 2, attn.dtype)
+        g_logits = torch._softmax_backward_data(g_attn.to(attn.dtype), attn, 2, attn.dtype)
         g_weight = g_bias = g_x = None
         if ctx.needs_input_grad[1]:
-            g_weight = torch.bmm(g_logits, flat.transpose(1, 2)).sum(dim=0).view_as(weight).to(weight.dtype)
+            g_weight = torch.bmm(g_logits.to(x.dtype), flat.transpose(1, 2)).sum(dim=0, dtype=weight.dtype)
+            g_weight = g_weight.view_as(weight)
         if ctx.needs_input_grad[2]:
-            g_bias = g_logits.sum().view(1).to(weight.dtype)
+            g_bias = g_logits.sum(dtype=weight.dtype).view(1)
         if ctx.needs_input_grad[0]:
             # g_x[n, c, k] = grad[n, c] * attn[n, k] + weight[c] * g_logits[n, k]: one product with K = 2.
             left = torch.cat((grad, weight.to(x.dtype).view(1, 1, c).expand(n, 1, c)), dim=1)  # [N, 2, C]
-            right = torch.cat((attn, g_logits), dim=1)  # [N, 2, HW]
+            right = torch.cat((attn, g_logits), dim=1).to(x.dtype)  # [N, 2, HW]
             if x.stride(1) == 1 and c > 1:  # channels_last: write [N, HW, C] and view it back
                 g_x = torch.bmm(right.transpose(1, 2), left).view(n, h, w, c).permute(0, 3, 1, 2)
             else:
