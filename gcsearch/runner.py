@@ -441,6 +441,7 @@ def _attempt(run: Run, trial: optuna.Trial, reporter: Reporter, outcome: TrialOu
              timing: dict[str, float]) -> None:
     """The trial's work and its recording as COMPLETE, PRUNED, REUSED or FAIL."""
     train_started = None
+    failure: str | None = None
     try:
         spec, repeat, params, fresh = _candidate_of(run, trial)
         outcome.label, outcome.repeat = spec.label(), repeat
@@ -479,9 +480,14 @@ def _attempt(run: Run, trial: optuna.Trial, reporter: Reporter, outcome: TrialOu
     except Exception as exc:  # noqa: BLE001 -- one bad candidate must not end the study
         if train_started is not None and not timing["train_s"]:
             timing["train_s"] = time.perf_counter() - train_started
-        outcome.reason = _fail_reason(exc)
+        failure = outcome.reason = _fail_reason(exc)
+        # The traceback's frames hold the trial's model, optimizer and activations: drop them, and free memory
+        # only once the exception is gone too (after an out-of-memory error, that memory is what the other
+        # workers on this GPU are waiting for).
+        traceback.clear_frames(exc.__traceback__)
+    if failure is not None:
         _free_memory()
-        _record_failure(run, trial, outcome.reason)
+        _record_failure(run, trial, failure)
 
 
 class _Diverged(RuntimeError):
@@ -638,6 +644,8 @@ def _record_interrupted(run: Run, trial: optuna.Trial) -> None:
 
 
 def _free_memory() -> None:
+    """Collect the failed trial's objects and hand the GPU memory they held back to the driver, so that the
+    other workers on that GPU can use it. Call it after the exception is gone (see `_attempt`)."""
     import gc
 
     gc.collect()

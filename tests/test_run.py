@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import sqlite3
+import weakref
 from pathlib import Path
 
 import pytest
@@ -148,6 +150,36 @@ def test_a_diverging_or_crashing_trial_is_recorded_and_the_study_goes_on(
     study = load(db, "nan")
     assert states(study) == {"FAIL": 2, "COMPLETE": 4}
     assert study.get_trials()[-1].user_attrs["key"] == c4_add
+
+
+def test_an_out_of_memory_trial_frees_its_model_before_memory_is_released(
+        tmp_path: Path, db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The traceback of an out-of-memory error holds the trial's model and activations; the cache is emptied for
+    the other workers on the GPU only once nothing holds them any more."""
+    import gcsearch.runner
+    import gcsearch.train
+
+    models: list[weakref.ref] = []
+    alive_when_freed: list[bool] = []
+
+    def train_out_of_memory(model: torch.nn.Module, *args, **kwargs) -> None:
+        models.append(weakref.ref(model))
+        activations = model(torch.zeros(2, 3, 16, 16))  # noqa: F841 -- held by this frame, as a real step's are
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    def free_memory() -> None:
+        gc.collect()
+        alive_when_freed.append(models[-1]() is not None)
+
+    monkeypatch.setattr(gcsearch.train, "train_candidate", train_out_of_memory)
+    monkeypatch.setattr(gcsearch.runner, "_free_memory", free_memory)
+    path = write_grid(tmp_path / "oom.toml", "oom")
+    assert run_cli("--study", str(path), "--storage", db, "--quiet") == 0
+    assert alive_when_freed == [False] * 5  # every trial failed, and each model was gone when memory was freed
+    trials = load(db, "oom").get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL] * 5
+    assert {t.user_attrs["fail_reason"] for t in trials} == {
+        "error: OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB"}
 
 
 def test_a_measured_candidate_is_not_trained_again(tmp_path: Path, db: str) -> None:
