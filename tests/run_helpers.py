@@ -77,21 +77,31 @@ def write_sampled(path: Path, name: str, *, sampler: str = "random", epochs: int
     return path
 
 
+def on_cpu(args: tuple[str, ...] | list[str]) -> list[str]:
+    """`gcsearch run` arguments with `--device cpu` added unless they name a device: the default, auto, would
+    train on a GPU wherever there is one, and these tests check CPU results (tests marked `cuda` ask for it)."""
+    args = list(args)
+    if args[:1] == ["run"] and not any(a == "--device" or a.startswith("--device=") for a in args):
+        args += ["--device", "cpu"]
+    return args
+
+
 def run_cli(*args: str) -> int:
-    """`gcsearch run ...` in this process; the exit code (0 when it returns normally)."""
+    """`gcsearch run ...` in this process, on the CPU unless a device is given; the exit code."""
     try:
-        main(["run", *args])
+        main(on_cpu(["run", *args]))
     except SystemExit as exc:
         return int(exc.code or 0)
     return 0
 
 
 def cli_output(*args: str) -> tuple[int, str, str]:
-    """Any `gcsearch ...` command in this process: (exit code, stdout, stderr)."""
+    """Any `gcsearch ...` command in this process (`run` on the CPU unless a device is given): (exit code,
+    stdout, stderr)."""
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
-            main(list(args))
+            main(on_cpu(args))
             code = 0
         except SystemExit as exc:
             code = int(exc.code or 0)
@@ -133,12 +143,14 @@ def snapshot(trial: optuna.trial.FrozenTrial) -> tuple[Any, ...]:
 
 
 def gcsearch_process(*args: str, cwd: Path, **kwargs: Any) -> subprocess.Popen:
-    """`python -m gcsearch ...` as a child process (its own session, so signals reach it alone)."""
+    """`python -m gcsearch ...` as a child process (its own session, so signals reach it alone); `run` on the
+    CPU unless a device is given."""
     # One thread per process: tiny models gain nothing from more, and the tests must not slow to a crawl
     # when other work shares the machine.
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200", "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "gcsearch", *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True, **kwargs)
+    return subprocess.Popen([sys.executable, "-m", "gcsearch", *on_cpu(args)], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            **kwargs)
 
 
 def wait_until(condition, timeout: float, what: str, proc: subprocess.Popen | None = None) -> None:

@@ -85,6 +85,18 @@ def test_a_tiny_grid_runs_end_to_end(tmp_path: Path, db: str, capsys: pytest.Cap
     assert len(load(db, "tiny").get_trials()) == 5
 
 
+@pytest.mark.cuda
+def test_a_tiny_grid_trains_on_the_gpu(tmp_path: Path, db: str) -> None:
+    """Every kind of trial on the CUDA path: bf16 autocast, channels_last, GC blocks' backward, the device stored."""
+    path = write_grid(tmp_path / "gpu.toml", "gpu", epochs=2)
+    assert run_cli("--study", str(path), "--storage", db, "--quiet", "--device", "cuda") == 0
+    trials = load(db, "gpu").get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 5, [t.user_attrs.get("fail_reason") for t in trials]
+    for t in trials:
+        assert t.user_attrs["device"] == f"cuda {torch.cuda.get_device_name()}"
+        assert len(t.user_attrs["accuracies"]) == 2 and all(math.isfinite(a) for a in t.user_attrs["accuracies"])
+
+
 def test_resume_finishes_the_rest_and_leaves_finished_trials_alone(tmp_path: Path, db: str,
                                                                     capsys: pytest.CaptureFixture[str]) -> None:
     path = write_sampled(tmp_path / "resume.toml", "resume")

@@ -9,6 +9,8 @@ import warnings
 from pathlib import Path
 
 import optuna
+import pytest
+import torch
 from optuna.trial import TrialState
 from run_helpers import (
     TINY_PROXY,
@@ -103,10 +105,10 @@ def test_a_killed_worker_loses_nothing_and_an_interrupted_one_exits_130(tmp_path
     assert [snapshot(t) for t in complete()[: len(done_before)]] == done_before
 
 
-def _two_workers_finish_a_six_point_grid(tmp_path: Path, storage: str, name: str) -> None:
+def _two_workers_finish_a_six_point_grid(tmp_path: Path, storage: str, name: str, device: str = "cpu") -> None:
     path = _six_grid(tmp_path / "six.toml", name)
     proc = gcsearch_process("run", "--study", str(path), "--storage", storage, "--workers", "2", "--quiet",
-                            cwd=tmp_path)
+                            "--device", device, cwd=tmp_path)
     try:
         output, _ = proc.communicate(timeout=240)
     finally:
@@ -122,10 +124,19 @@ def _two_workers_finish_a_six_point_grid(tmp_path: Path, storage: str, name: str
     assert f"{name}: done, 6/6 finished" in " ".join(output.split())
     workers = {line.split("]")[0].split("[")[-1] for line in output.splitlines() if "[worker " in line}
     assert workers <= {"worker 0", "worker 1"} and workers
+    if device == "cuda":  # cuda:i round robin over the GPUs
+        gpus = torch.cuda.device_count()
+        assert {t.user_attrs["device"] for t in trials} <= {
+            f"cuda:{i % gpus} {torch.cuda.get_device_name(i % gpus)}" for i in range(2)}
 
 
 def test_two_local_workers_on_sqlite_run_each_grid_point_once(tmp_path: Path) -> None:
     _two_workers_finish_a_six_point_grid(tmp_path, f"sqlite:///{tmp_path / 'gcsearch.db'}", "six")
+
+
+@pytest.mark.cuda
+def test_two_local_workers_share_the_gpu(tmp_path: Path) -> None:
+    _two_workers_finish_a_six_point_grid(tmp_path, f"sqlite:///{tmp_path / 'gcsearch.db'}", "six", device="cuda")
 
 
 def test_two_local_workers_on_postgresql_run_each_grid_point_once(tmp_path: Path) -> None:

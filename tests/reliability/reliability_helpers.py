@@ -13,6 +13,7 @@ from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
+from run_helpers import on_cpu
 
 # Totals over the session, printed by conftest.py; the README's "Reliability" section quotes them.
 FIGURES: Counter[str] = Counter()
@@ -84,8 +85,9 @@ def child_env(**extra: str) -> dict[str, str]:
 
 
 def start(*args: str, cwd: Path, **env: str) -> subprocess.Popen:
-    """`python -m gcsearch ...` in its own session (so killpg reaches it and its workers, nothing else)."""
-    return subprocess.Popen([sys.executable, "-m", "gcsearch", *args], cwd=cwd, env=child_env(**env),
+    """`python -m gcsearch ...` in its own session (so killpg reaches it and its workers, nothing else); `run`
+    on the CPU unless a device is given."""
+    return subprocess.Popen([sys.executable, "-m", "gcsearch", *on_cpu(args)], cwd=cwd, env=child_env(**env),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 

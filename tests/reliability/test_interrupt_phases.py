@@ -17,6 +17,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 from reliability_helpers import FIGURES, by_state, finished, grid_size, lost, trials_of, write_grid
+from run_helpers import on_cpu
 
 import gcsearch
 import gcsearch.measure
@@ -90,7 +91,7 @@ def _arm(phase: str, trigger: Trigger, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _run(*args: str) -> int:
     try:
-        main(["run", *args])
+        main(on_cpu(["run", *args]))
     except SystemExit as exc:
         return int(exc.code or 0)
     except KeyboardInterrupt:  # pragma: no cover - would mean the CLI let an interruption escape

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 from reliability_helpers import FIGURES, by_state, finished, grid_size, lost, start, trials_of, write_grid
-from run_helpers import run_cli
+from run_helpers import on_cpu, run_cli
 
 from gcsearch.cli import main
 
@@ -38,7 +38,7 @@ def _one_error_line(err: str) -> str:
 
 def _cli(*args: str) -> int:
     try:
-        main(list(args))
+        main(on_cpu(args))
     except SystemExit as exc:
         return int(exc.code or 0)
     return 0
