@@ -305,6 +305,8 @@ def _device(value: Any) -> str:
         raise InputError(f"device: {name!r} is not one of cpu, cuda")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise InputError("device: cuda is not available on this machine")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise InputError(f"device: {name} requested but only {torch.cuda.device_count()} GPU(s) exist")
     return name
 
 

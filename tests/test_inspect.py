@@ -113,6 +113,19 @@ def test_invalid_values_exit_2_with_one_line(args: list[str], field: str, capsys
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize("device, gpus, message", [
+    ("cuda", 0, "error: device: cuda is not available on this machine"),
+    ("cuda:1", 0, "error: device: cuda is not available on this machine"),
+    ("cuda:1", 1, "error: device: cuda:1 requested but only 1 GPU(s) exist"),
+])
+def test_latency_on_a_missing_gpu_is_one_line(device: str, gpus: int, message: str, capsys: pytest.CaptureFixture,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpus > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    code, out, err = run(["--block", "gc", "--latency", "--device", device], capsys)
+    assert (code, out, err.strip().splitlines()) == (2, "", [message])
+
+
 def test_bad_spec_files(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     cases = {"missing.json": None, "broken.json": "{not json", "unknown.json": json.dumps({"block": "gc", "size": 3}),
              "invalid.json": json.dumps({"block": "gc", "ratio": 1000})}
