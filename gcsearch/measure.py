@@ -22,6 +22,7 @@ import sys
 import time
 import types
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -240,18 +241,24 @@ def _stage_output_sizes(model: torch.nn.Module, x: torch.Tensor) -> dict[str, tu
 
 def time_model(spec: ArchSpec, size: tuple[int, int, int], num_classes: int, device: str = "cpu",
                warmup: int = 3, min_repeats: int = 5, max_repeats: int = 50, budget_s: float = 0.5) -> dict[str, float]:
-    """Median milliseconds of a forward pass (eval, no grad) and of forward+backward (train), batch of one."""
+    """Median milliseconds of a forward pass (eval, no grad) and of forward+backward (train), batch of one.
+
+    The model runs as proxy training runs it: channels_last, and under bf16 autocast on a GPU.
+    """
     dev = torch.device(device)
-    model = build_model(spec, num_classes=num_classes, in_chans=size[0]).to(dev)
-    x = torch.randn(1, *size, device=dev)
+    cuda = dev.type == "cuda"
+    model = build_model(spec, num_classes=num_classes, in_chans=size[0]).to(dev, memory_format=torch.channels_last)
+    x = torch.randn(1, *size, device=dev).contiguous(memory_format=torch.channels_last)
 
     def forward() -> None:
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
             model(x)
 
     def forward_backward() -> None:
         model.zero_grad(set_to_none=True)
-        model(x).sum().backward()
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+            out = model(x)
+        out.float().sum().backward()
 
     model.eval()
     fwd = _median_ms(forward, dev, warmup, min_repeats, max_repeats, budget_s)
@@ -264,7 +271,7 @@ def time_model(spec: ArchSpec, size: tuple[int, int, int], num_classes: int, dev
 
 
 def _median_ms(fn, device: torch.device, warmup: int, min_repeats: int, max_repeats: int, budget_s: float) -> float:
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync = device_sync(device)
     for _ in range(warmup):
         fn()
     sync()
@@ -276,6 +283,13 @@ def _median_ms(fn, device: torch.device, warmup: int, min_repeats: int, max_repe
         sync()
         times.append((time.perf_counter() - t0) * 1000.0)
     return statistics.median(times)
+
+
+def device_sync(device: torch.device) -> Callable[[], None]:
+    """Waits for the work queued on `device` (the one the model is on, not the current GPU); nothing on cpu."""
+    if device.type != "cuda":
+        return lambda: None
+    return lambda: torch.cuda.synchronize(device)
 
 
 # -- input checks ---------------------------------------------------------------------------------------------

@@ -196,6 +196,42 @@ def test_latency_medians() -> None:
     assert m.device == "cpu"
 
 
+def test_latency_runs_as_training_does_and_waits_for_the_models_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    import gcsearch.measure as measure_module
+
+    layouts: list[bool] = []
+    real_build = measure_module.build_model
+
+    def build(*args, **kwargs) -> nn.Module:
+        model = real_build(*args, **kwargs)
+        model.register_forward_pre_hook(
+            lambda _m, inputs: layouts.append(inputs[0].is_contiguous(memory_format=torch.channels_last)))
+        return model
+
+    monkeypatch.setattr(measure_module, "build_model", build)
+    measure_module.time_model(ArchSpec(backbone="proxy", width=4, depth=(1, 1, 1, 1), block="gc", ratio=4),
+                              (3, 16, 16), 10, min_repeats=2, max_repeats=2)
+    assert layouts and all(layouts)  # channels_last, as train_candidate feeds the model (4-D, so it is a real check)
+
+    # A latency on cuda:1 waits for cuda:1, not for the current GPU (cuda:0 unless set)
+    synced: list[object] = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: synced.append(device))
+    measure_module._median_ms(lambda: None, torch.device("cuda:1"), warmup=2, min_repeats=3, max_repeats=3,
+                              budget_s=0.0)
+    assert synced == [torch.device("cuda:1")] * 4  # after the warm-up and after each of the 3 timed calls
+    synced.clear()
+    measure_module._median_ms(lambda: None, torch.device("cpu"), warmup=2, min_repeats=3, max_repeats=3, budget_s=0.0)
+    assert synced == []
+
+
+@pytest.mark.cuda
+def test_latency_on_the_gpu() -> None:
+    m = measure(ArchSpec(backbone="proxy", width=8, block="gc", ratio=4), input_size=(3, 32, 32), num_classes=10,
+                latency=True, device="cuda")
+    assert 0 < m.latency_ms["forward"] < 1000 and 0 < m.latency_ms["forward_backward"] < 1000
+    assert m.device == "cuda"
+
+
 @pytest.mark.parametrize("kwargs, field", [
     ({"input_size": (3, 0, 32)}, "input_size"),
     ({"input_size": (32, 32)}, "input_size"),
