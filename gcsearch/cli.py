@@ -5,11 +5,13 @@ Exit codes: 0 done, 1 runtime failure, 2 bad input, 130 interrupted.
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import sys
 from typing import Annotated
 
-import click
 import typer
+import typer.core
 
 from gcsearch.commands import fail
 from gcsearch.commands import inspect as inspect_cmd
@@ -17,16 +19,48 @@ from gcsearch.commands import report as report_cmd
 from gcsearch.commands import run as run_cmd
 from gcsearch.errors import InputError, RuntimeFailure
 
-try:  # typer >= 0.20 ships its own copy of click; its parse errors are not click's classes
-    from typer._click import exceptions as _typer_click
-except ImportError:  # pragma: no cover - older typer uses click itself
-    _typer_click = click.exceptions
-_USAGE_ERRORS = (click.UsageError, _typer_click.UsageError)
-_CLICK_ERRORS = (click.ClickException, _typer_click.ClickException)
-_NO_ARGS = getattr(_typer_click, "NoArgsIsHelpError", ())
+# Typer's parse errors are click's classes on older Typer and those of its own copy of click on newer ones
+# (which no longer installs click at all). Both keep them in the module that defines `typer.BadParameter`,
+# so take them from there: gcsearch never imports click, which it does not declare.
+_parse_errors = importlib.import_module(typer.BadParameter.__module__)
+_USAGE_ERROR = _parse_errors.UsageError
+_CLICK_ERROR = _parse_errors.ClickException
+_NO_ARGS = getattr(_parse_errors, "NoArgsIsHelpError", ())
+_EXITS = (typer.Exit, *([_parse_errors.Exit] if hasattr(_parse_errors, "Exit") else []))
+_ABORTS = (typer.Abort, *([_parse_errors.Abort] if hasattr(_parse_errors, "Abort") else []))
+
+
+def reflow(text: str) -> str:
+    """Help text whose prose paragraphs are one line each, so the terminal wraps them at its own width.
+
+    Typer keeps a paragraph's line breaks as written: prose hard-wrapped at 120 columns turns ragged at 80.
+    Paragraphs whose lines are indented (examples) keep their lines.
+    """
+    paragraphs = inspect.cleandoc(text).split("\n\n")
+    return "\n\n".join(p if p.startswith(" ") else " ".join(p.split("\n")) for p in paragraphs)
+
+
+def _hide_flag_types(params: list) -> list:
+    # Newer Typer shows a flag's type (`--json <bool>`); a flag takes no value, so show none.
+    for param in params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    return params
+
+
+class _Group(typer.core.TyperGroup):
+    def get_params(self, ctx):  # noqa: ANN001, ANN201 - Typer's own signature
+        return _hide_flag_types(super().get_params(ctx))
+
+
+class _Command(typer.core.TyperCommand):
+    def get_params(self, ctx):  # noqa: ANN001, ANN201 - Typer's own signature
+        return _hide_flag_types(super().get_params(ctx))
+
 
 app = typer.Typer(
     name="gcsearch",
+    cls=_Group,
     help=(
         "Which global-context block, where in my backbone, at what cost?\n\n"
         "Build ResNet candidates with GC, SE, SNL or NL blocks, measure their FLOPs and params, "
@@ -46,12 +80,9 @@ def _root(
     """Global options."""
 
 
-app.command("inspect")(inspect_cmd.inspect)
-app.command("run")(run_cmd.run)
-app.command("report")(report_cmd.report)
-app.command("studies")(report_cmd.studies)
-app.command("show")(report_cmd.show)
-
+for _name, _function in (("inspect", inspect_cmd.inspect), ("run", run_cmd.run), ("report", report_cmd.report),
+                         ("studies", report_cmd.studies), ("show", report_cmd.show)):
+    app.command(_name, cls=_Command, help=reflow(_function.__doc__ or ""))(_function)
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: turn every known error into one line and an exit code."""
@@ -61,19 +92,19 @@ def main(argv: list[str] | None = None) -> None:
         # Outside standalone mode Typer returns an exit code (a Ctrl-C becomes 130, `typer.Exit(n)` n)
         # instead of exiting: pass it on, or an interrupted command would exit 0.
         code = app(args=args, prog_name="gcsearch", standalone_mode=False)
-    except (click.exceptions.Exit, typer.Exit) as exc:
+    except _EXITS as exc:
         raise SystemExit(exc.exit_code) from None
     except _NO_ARGS:  # `gcsearch` alone: the help was printed
         raise SystemExit(0) from None
-    except (click.exceptions.Abort, typer.Abort):
+    except _ABORTS:
         fail("interrupted", 130)
-    except _USAGE_ERRORS as exc:
+    except _USAGE_ERROR as exc:
         if debug:
             raise
         path = exc.ctx.command_path if exc.ctx else ""
         where = f" (see 'gcsearch {path.split(' ', 1)[-1]} --help')" if " " in path else ""
         fail(f"{exc.format_message()}{where}", 2)
-    except _CLICK_ERRORS as exc:
+    except _CLICK_ERROR as exc:
         if debug:
             raise
         fail(exc.format_message(), exc.exit_code or 1)

@@ -114,3 +114,42 @@ def test_the_environment_variables_take_effect(tmp_path: Path, monkeypatch: pyte
     study.write_text('[space]\nratio = [4]\n[proxy]\ndataset = "cifar10"\n')
     code, _, err = _cli("run", "--study", str(study))
     assert code == 2 and f"{empty}/data_batch_1: missing cifar10 batch file" in err
+
+
+def _readme_commands() -> list[str]:
+    """The shell lines of the README's Quick start."""
+    return [line for line in re.findall(r"```bash\n(.*?)```", _section("Quick start"), re.S)
+            for line in line.strip().splitlines()]
+
+
+def test_ci_runs_the_readme_test_command_verbatim_in_a_fresh_venv() -> None:
+    main_command, test_command = _readme_commands()[:2]
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert test_command in ci
+    assert "python3 -m venv" in ci and "source \"$envs/$1/bin/activate\"" in ci
+    # the main command, shortened to a few trials: the same run then report
+    run, report = main_command.split(" && ")[1:]
+    assert f'{run} --trials "$1"' in ci and report in ci
+    for constraints in ("constraints.txt", "constraints-oldest.txt"):
+        assert f"-c {constraints}" in ci and (ROOT / constraints).is_file()
+
+
+def test_every_third_party_import_is_declared() -> None:
+    """deptry compares gcsearch's imports with pyproject.toml: an import the package does not declare (click
+    once) works on a developer's machine and breaks every fresh install."""
+    import subprocess
+
+    deptry = Path(sys.executable).with_name("deptry")
+    result = subprocess.run([str(deptry), "."], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_oldest_constraints_are_the_lower_bounds() -> None:
+    pins = dict(line.split("==") for line in (ROOT / "constraints-oldest.txt").read_text().splitlines()
+                if line and not line.startswith("#"))
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    for requirement in declared:
+        match = re.match(r"([A-Za-z0-9_-]+)>=([^,;\s]+)", requirement)
+        if match and match[1] not in ("torch", "tomli"):
+            trim = re.compile(r"(\.0)+$")
+            assert trim.sub("", pins[match[1].lower()]) == trim.sub("", match[2]), requirement

@@ -71,12 +71,15 @@ def inspect(
 
     [bold]Examples[/]
 
-      gcsearch inspect --backbone resnet50 --block gc --stages c3,c4,c5 --ratio 16 --input-size 224
-      gcsearch inspect --backbone resnet50 --block gc --ratio 4 --json > gc_r4.json
-      gcsearch inspect --spec gc_r4.json --input-size 512           # the same candidate, bigger images
-      gcsearch inspect --backbone resnet50 --block nl --stages c4 --blocks last   # the paper's NL '+1 block'
-      gcsearch inspect --block gc --fusion scale --norm none       # proxy backbone, a custom point
-      gcsearch inspect --backbone proxy --width 32 --depth 2,2,2,2 --block se --latency
+      [dim]# the paper's default: GC r16 in every block of c3-c5, 224 px images[/]
+      gcsearch inspect --backbone resnet50 --block gc --stages c3,c4,c5
+      [dim]# save a candidate as JSON, then price it on bigger images[/]
+      gcsearch inspect --backbone resnet50 --block gc --ratio 4 --json > r4.json
+      gcsearch inspect --spec r4.json --input-size 512
+      [dim]# the paper's NL '+1 block'[/]
+      gcsearch inspect --backbone resnet50 --block nl --stages c4 --blocks last
+      [dim]# a custom point on the proxy backbone, timed too[/]
+      gcsearch inspect --block gc --fusion scale --norm none --latency
     """
     given = {name: value for name, value in locals().items() if name in SPEC_OPTIONS and value is not None}
     spec = _read_spec(spec_file, given) if spec_file is not None else ArchSpec(**given)

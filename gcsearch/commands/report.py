@@ -63,9 +63,9 @@ def report(
 
     [bold]Examples[/]
 
-      gcsearch report                                  # the only study in ./gcsearch.db
+      gcsearch report                       [dim]# the only study in ./gcsearch.db[/]
+      gcsearch report -s ratio --by ratio   [dim]# a row per ratio, baseline first[/]
       gcsearch report --study placement --all --sort accuracy --top 10
-      gcsearch report -s ratio --by ratio              # one row per ratio, baseline first
       gcsearch report -s placement --objectives accuracy,flops,params
       gcsearch report -s placement -f csv -o placement.csv --plot placement.png
       gcsearch report --storage copy-from-gpu-box.db -f markdown
@@ -153,6 +153,8 @@ def studies(
 ) -> None:
     """The studies in a storage: trial counts by state, dataset, last update.
 
+    Read-only, like `report`: safe while workers run.
+
     [bold]Examples[/]
 
       gcsearch studies
@@ -197,6 +199,8 @@ def show(
     as_json: Annotated[bool, typer.Option("--json", help="Print the trial as JSON.")] = False,
 ) -> None:
     """One trial in full: state, spec, metrics, per-epoch accuracy, seed, device, versions, why it stopped.
+
+    Read-only, like `report`: safe while workers run.
 
     [bold]Examples[/]
 

@@ -42,11 +42,12 @@ finished trials (complete or pruned).
 
 [bold]Examples[/]
 
-  gcsearch run --study placement                 [dim]# the built-in placement grid, gcsearch.db[/]
-  gcsearch run --study joint --trials 60         [dim]# TPE over every dimension, 60 results[/]
-  gcsearch run --study mine.toml --quiet         [dim]# your own study file, log lines only[/]
-  gcsearch run --study ratio --workers 2         [dim]# two worker processes on one study[/]
-  gcsearch run --study joint --storage postgresql+psycopg://user:pw@db/gc   [dim]# same on every machine[/]
+  gcsearch run --study placement          [dim]# built-in grid, in gcsearch.db[/]
+  gcsearch run --study joint --trials 60  [dim]# TPE over every dimension[/]
+  gcsearch run --study mine.toml --quiet  [dim]# your own file, log lines only[/]
+  gcsearch run --study ratio --workers 2  [dim]# two processes, one study[/]
+  [dim]# the same command on every machine that shares the study:[/]
+  gcsearch run --study joint --storage postgresql+psycopg://user:pw@db/gc
 
 Then: gcsearch report --study placement
 
@@ -61,32 +62,33 @@ def run(
         help=f"A built-in study ({', '.join(builtin_studies())}) or the path to a study file (.toml).",
     )],
     storage: Annotated[str, typer.Option(
-        "--storage", envvar="GCSEARCH_STORAGE",
+        "--storage", envvar="GCSEARCH_STORAGE", metavar="URL",
         help="Where trials are kept: any SQLAlchemy URL, e.g. sqlite:///gcsearch.db or "
              "postgresql+psycopg://user:password@host/db (for workers on several machines).",
     )] = DEFAULT_STORAGE,
     trials: Annotated[int | None, typer.Option(
-        "--trials", "-n", min=1,
+        "--trials", "-n", min=1, metavar="N",
         help="Finished trials the study should hold (a target, not a count for this run). "
              "Default: the study file's budget; a grid's size.",
     )] = None,
     workers: Annotated[int, typer.Option(
-        "--workers", "-w", min=1,
+        "--workers", "-w", min=1, metavar="K",
         help="Worker processes on this machine (on several GPUs: cuda:0, cuda:1, ... in turn).",
     )] = 1,
     device: Annotated[str, typer.Option(
-        "--device", help="auto (cuda when present, else cpu), cpu, cuda, cuda:1, ...",
+        "--device", metavar="DEVICE", help="auto (cuda when present, else cpu), cpu, cuda, cuda:1, ...",
     )] = "auto",
     data_dir: Annotated[str | None, typer.Option(
-        "--data-dir", envvar="GCSEARCH_DATA_DIR",
+        "--data-dir", envvar="GCSEARCH_DATA_DIR", metavar="DIR",
         help="Where the dataset's files are (CIFAR's extracted batches, an image folder).",
     )] = None,
     download: Annotated[bool, typer.Option(
         "--download", help="Fetch CIFAR into --data-dir when it is missing (needs a network).",
     )] = False,
     seed: Annotated[int | None, typer.Option(
-        "--seed", help="Seed of a new study (a trial trains with seed + its repeat index). Default: the study "
-                       "file's; a resumed study keeps its own.",
+        "--seed", metavar="SEED",
+        help="Seed of a new study (a trial trains with seed + its repeat index). Default: the study file's; a "
+             "resumed study keeps its own.",
     )] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Plain log lines instead of the live view.")] = False,
     as_json: Annotated[bool, typer.Option(
