@@ -3,17 +3,19 @@
 Read it top to bottom: per epoch, one shuffle and one batched crop+flip of the whole training set (tensor ops,
 no DataLoader), then plain steps over contiguous slices, then validation accuracy. channels_last everywhere,
 bf16 autocast on CUDA only. A NaN/inf loss raises `Diverged`; the check reads a running sum every
-`CHECK_EVERY` steps, so a GPU is not synchronized on every step.
+`CHECK_EVERY` steps, so a GPU is not synchronized on every step. cuDNN runs deterministic algorithms during
+training, so a seed repeats on a GPU too.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -135,6 +137,23 @@ def resolve_device(name: str | None) -> torch.device:
     return device
 
 
+@contextlib.contextmanager
+def deterministic_cudnn() -> Iterator[None]:
+    """cuDNN with deterministic algorithms and no autotuning, restored afterwards.
+
+    Otherwise cuDNN may pick a convolution algorithm that sums in a varying order (or pick a different one per
+    run when benchmarking), and two runs of one seed drift apart in the last bits and then in accuracy. No
+    effect on the CPU.
+    """
+    cudnn = torch.backends.cudnn
+    saved = cudnn.deterministic, cudnn.benchmark
+    cudnn.deterministic, cudnn.benchmark = True, False
+    try:
+        yield
+    finally:
+        cudnn.deterministic, cudnn.benchmark = saved
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch. Call it before `build_model` so that a trial's weights repeat too."""
     random.seed(seed)
@@ -186,6 +205,7 @@ def crop_flip(x: torch.Tensor, pad: int, fill: torch.Tensor, generator: torch.Ge
     return torch.where(flip.view(n, 1, 1, 1), out.flip(3), out)
 
 
+@deterministic_cudnn()
 def train_candidate(
     model: nn.Module,
     data: ProxyData,
@@ -306,6 +326,7 @@ __all__ = [
     "crop_flip",
     "evaluate",
     "lr_factor",
+    "deterministic_cudnn",
     "resolve_device",
     "seed_everything",
     "train_candidate",

@@ -170,6 +170,32 @@ def test_same_seed_same_accuracies_on_cpu() -> None:
     assert not all(torch.equal(a, b) for a, b in zip(runs[0][1], runs[2][1], strict=True))
 
 
+def test_training_runs_cudnn_deterministic_and_restores_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Same seed, same result on a GPU too: no autotuned or order-varying cuDNN algorithms while training."""
+    cudnn = torch.backends.cudnn
+    monkeypatch.setattr(cudnn, "deterministic", False)
+    monkeypatch.setattr(cudnn, "benchmark", True)  # what a user may have set for their own code
+    seen = set()
+    train_candidate(tiny_net(4), color_data(64, 32), ProxyConfig(epochs=1, batch_size=32, image_size=16), seed=0,
+                    device=CPU, on_step=lambda s, t: seen.add((cudnn.deterministic, cudnn.benchmark)))
+    assert seen == {(True, False)}
+    assert (cudnn.deterministic, cudnn.benchmark) == (False, True)
+
+
+@pytest.mark.cuda
+def test_same_seed_same_accuracies_on_the_gpu() -> None:
+    cfg = ProxyConfig(train_size=512, val_size=256, epochs=2)
+    data = load_data(cfg, torch.device("cuda"))
+    runs = []
+    for _ in range(2):
+        seed_everything(3)
+        model = build_model(ArchSpec(block="gc", width=8), num_classes=data.num_classes)
+        result = train_candidate(model, data, cfg, seed=3, device="cuda")
+        runs.append((result.accuracies, [p.detach().cpu() for p in model.parameters()]))
+    assert runs[0][0] == runs[1][0]
+    assert all(torch.equal(a, b) for a, b in zip(runs[0][1], runs[1][1], strict=True))
+
+
 def test_absurd_lr_raises_diverged_with_epoch() -> None:
     data = color_data(n_train=128, n_val=32)
     cfg = ProxyConfig(epochs=3, batch_size=32, lr=1e12, image_size=16)
