@@ -191,7 +191,7 @@ def prepare(options: RunOptions, *, train: bool = True) -> tuple[Run, int]:
 
     from gcsearch.data import load_data
     from gcsearch.pruning import make_pruner
-    from gcsearch.train import resolve_device
+    from gcsearch.train import resolve_device, use_device
 
     spec = load_study(options.study)
     if options.data_dir is not None:
@@ -201,6 +201,8 @@ def prepare(options: RunOptions, *, train: bool = True) -> tuple[Run, int]:
     if options.trials is not None and options.trials < 1:
         raise InputError(f"--trials: expected a positive number, got {options.trials}")
     device = resolve_device(options.device) if train else torch.device("cpu")
+    if train:
+        use_device(device)
     storage = open_storage(options.storage, heartbeat=options.heartbeat)
     where = mask_url(options.storage)
     data = load_data(spec.proxy, device, download=options.download)

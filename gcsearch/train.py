@@ -137,6 +137,13 @@ def resolve_device(name: str | None) -> torch.device:
     return device
 
 
+def use_device(device: torch.device) -> None:
+    """Make `device` this process's current GPU. Without it a worker given cuda:1 still opens a context (and
+    allocates) on GPU 0 for anything that uses the current device. Nothing to do for cpu or a bare "cuda"."""
+    if device.type == "cuda" and device.index is not None:
+        torch.cuda.set_device(device)
+
+
 @contextlib.contextmanager
 def deterministic_cudnn() -> Iterator[None]:
     """cuDNN with deterministic algorithms and no autotuning, restored afterwards.
@@ -330,4 +337,5 @@ __all__ = [
     "resolve_device",
     "seed_everything",
     "train_candidate",
+    "use_device",
 ]

@@ -21,6 +21,7 @@ from gcsearch.train import (
     resolve_device,
     seed_everything,
     train_candidate,
+    use_device,
 )
 
 CPU = torch.device("cpu")
@@ -194,6 +195,15 @@ def test_same_seed_same_accuracies_on_the_gpu() -> None:
         runs.append((result.accuracies, [p.detach().cpu() for p in model.parameters()]))
     assert runs[0][0] == runs[1][0]
     assert all(torch.equal(a, b) for a, b in zip(runs[0][1], runs[1][1], strict=True))
+
+
+def test_use_device_makes_a_numbered_gpu_current(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker on cuda:1 must not open a context on (or allocate from) GPU 0."""
+    made_current: list[torch.device] = []
+    monkeypatch.setattr(torch.cuda, "set_device", made_current.append)
+    for device in ("cuda:1", "cpu", "cuda", "cuda:0"):
+        use_device(torch.device(device))
+    assert made_current == [torch.device("cuda:1"), torch.device("cuda:0")]  # plain "cuda" is the current one
 
 
 def test_absurd_lr_raises_diverged_with_epoch() -> None:
