@@ -168,6 +168,7 @@ class Run:
     seed: int
     pruner: Any = None  # gcsearch.pruning.EpochPruner
     device_name: str = "cpu"
+    warmed_up: bool = False  # whether this process has paid the device's start-up costs (see train.warm_up)
 
     @property
     def where(self) -> str:
@@ -460,6 +461,7 @@ def _attempt(run: Run, trial: optuna.Trial, reporter: Reporter, outcome: TrialOu
         violated = _constraints(run, trial, costs)
         if violated:
             raise _Prune(0, violated)
+        _warm_up(run)
         reporter.trial_started(trial.number, outcome.label, repeat, run.spec.proxy.epochs)
         train_started = time.perf_counter()
         result = _train(run, trial, spec, seed, costs, reporter)
@@ -586,6 +588,15 @@ def _constraints(run: Run, trial: optuna.Trial, costs: dict[str, float]) -> str 
         if value > limit:
             broken.append(f"{name}: {int(value):,} > {limit:,}")
     return f"infeasible ({'; '.join(broken)}), not trained" if broken else None
+
+
+def _warm_up(run: Run) -> None:
+    """Before this process's first training: CUDA's start-up belongs to no trial's train time."""
+    if not run.warmed_up:
+        from gcsearch.train import warm_up
+
+        warm_up(run.device)
+        run.warmed_up = True
 
 
 def _train(run: Run, trial: optuna.Trial, spec: ArchSpec, seed: int, costs: dict[str, float],

@@ -194,6 +194,25 @@ def test_an_out_of_memory_trial_frees_its_model_before_memory_is_released(
         "error: OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB"}
 
 
+def test_the_device_is_warmed_up_once_before_the_first_training(tmp_path: Path, db: str,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """CUDA's start-up (kernels, cuDNN and cuBLAS handles) must not count as the first trial's training time."""
+    import gcsearch.train
+
+    calls: list[tuple[str, str]] = []
+    real_train = gcsearch.train.train_candidate
+    monkeypatch.setattr(gcsearch.train, "warm_up", lambda device: calls.append(("warm_up", str(device))))
+
+    def train(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        calls.append(("train", str(kwargs["device"])))
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(gcsearch.train, "train_candidate", train)
+    path = write_grid(tmp_path / "warm.toml", "warm")
+    assert run_cli("--study", str(path), "--storage", db, "--quiet", "--trials", "3") == 0
+    assert calls == [("warm_up", "cpu")] + [("train", "cpu")] * 3
+
+
 def test_a_measured_candidate_is_not_trained_again(tmp_path: Path, db: str) -> None:
     path = write_sampled(tmp_path / "reuse.toml", "reuse")
     assert run_cli("--study", str(path), "--storage", db, "--trials", "1", "--quiet") == 0

@@ -22,6 +22,7 @@ from gcsearch.train import (
     seed_everything,
     train_candidate,
     use_device,
+    warm_up,
 )
 
 CPU = torch.device("cpu")
@@ -204,6 +205,14 @@ def test_use_device_makes_a_numbered_gpu_current(monkeypatch: pytest.MonkeyPatch
     for device in ("cuda:1", "cpu", "cuda", "cuda:0"):
         use_device(torch.device(device))
     assert made_current == [torch.device("cuda:1"), torch.device("cuda:0")]  # plain "cuda" is the current one
+
+
+def test_warm_up_leaves_the_seeded_random_state_alone() -> None:
+    torch.manual_seed(11)
+    expected = torch.rand(3)
+    torch.manual_seed(11)
+    warm_up(CPU)  # the rest of its work is on a GPU: kernels loaded, cuDNN and cuBLAS handles made
+    assert torch.equal(torch.rand(3), expected)
 
 
 def test_absurd_lr_raises_diverged_with_epoch() -> None:
