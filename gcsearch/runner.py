@@ -782,6 +782,15 @@ def worker_devices(device: str | None, workers: int) -> list[str | None]:
     return [f"cuda:{i % n}" for i in range(workers)]
 
 
+def worker_threads(workers: int, cpus: int | None) -> int:
+    """torch CPU threads for each of `workers` local workers: an equal share of the cores, on any device.
+
+    A GPU worker's CPU work is launching kernels and small host-side ops; with torch's default (every core)
+    in each of several workers, their OpenMP threads fight over the same cores.
+    """
+    return max(1, (cpus or 1) // workers)
+
+
 def run_local_workers(run: Run, reporter: Reporter, log: str | None) -> int:
     """Start `run.options.workers` worker processes on the study `run` has set up; poll it until they end.
 
@@ -793,8 +802,7 @@ def run_local_workers(run: Run, reporter: Reporter, log: str | None) -> int:
     options = run.options
     ctx = multiprocessing.get_context("spawn")
     devices = worker_devices(options.device, options.workers)
-    cpu_only = all(d is None or not str(d).startswith("cuda") for d in devices) and run.device.type == "cpu"
-    threads = max(1, (os.cpu_count() or 1) // options.workers) if cpu_only else 0
+    threads = worker_threads(options.workers, os.cpu_count())
     before = count_trials(run.study.get_trials(deepcopy=False))
     procs: list[Any] = []
     for i, device in enumerate(devices):

@@ -213,6 +213,13 @@ def test_the_device_is_warmed_up_once_before_the_first_training(tmp_path: Path, 
     assert calls == [("warm_up", "cpu")] + [("train", "cpu")] * 3
 
 
+def test_local_workers_share_the_cores_on_any_device() -> None:
+    from gcsearch.runner import worker_threads
+
+    assert [worker_threads(w, 16) for w in (1, 2, 3, 4, 16, 32)] == [16, 8, 5, 4, 1, 1]
+    assert worker_threads(2, None) == 1  # os.cpu_count() may not know
+
+
 def test_a_measured_candidate_is_not_trained_again(tmp_path: Path, db: str) -> None:
     path = write_sampled(tmp_path / "reuse.toml", "reuse")
     assert run_cli("--study", str(path), "--storage", db, "--trials", "1", "--quiet") == 0
