@@ -9,6 +9,7 @@ round" is the median of the ratios taken within each round.
     python benchmarks/block_overhead.py                      # CPU, proxy width 16, batch 128 at 32x32
     python benchmarks/block_overhead.py --width 32 --rounds 40
     python benchmarks/block_overhead.py --device cuda --batch 512
+    python benchmarks/block_overhead.py --device cuda --batch 64 --autocast --steps-per-round 20   # as a trial
 """
 
 from __future__ import annotations
@@ -78,10 +79,15 @@ def make_models(width: int, ratio: int) -> dict[str, nn.Module]:
 
 
 def run(width: int = 16, ratio: int = 16, batch: int = 128, size: int = 32, rounds: int = 30, warmup: int = 3,
-        device: str = "cpu", channels_last: bool = True,
-        clock: str = "wall") -> tuple[dict[str, float], dict[str, float]]:
-    """Median step milliseconds per model, and the median within-round ratio to block none."""
+        device: str = "cpu", channels_last: bool = True, clock: str = "wall", steps_per_round: int = 1,
+        autocast: bool = False) -> tuple[dict[str, float], dict[str, float]]:
+    """Median step milliseconds per model, and the median within-round ratio to block none.
+
+    `steps_per_round`: training steps per model per round, timed together (on a GPU, one step between two syncs
+    measures the sync as much as the step). `autocast`: bf16 autocast on CUDA, as proxy training runs.
+    """
     dev = torch.device(device)
+    amp = autocast and dev.type == "cuda"
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     models = make_models(width, ratio)
     x = torch.randn(batch, 3, size, size, device=dev).contiguous(memory_format=fmt)
@@ -92,12 +98,15 @@ def run(width: int = 16, ratio: int = 16, batch: int = 128, size: int = 32, roun
         opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
 
         def step(model: nn.Module = model, opt: torch.optim.Optimizer = opt) -> None:
-            opt.zero_grad(set_to_none=True)
-            F.cross_entropy(model(x), y).backward()
-            opt.step()
+            for _ in range(steps_per_round):
+                opt.zero_grad(set_to_none=True)
+                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+                    loss = F.cross_entropy(model(x), y)
+                loss.backward()
+                opt.step()
 
         steps[name] = step
-    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
     # "cpu": this process's CPU seconds, blind to time spent descheduled on a shared machine (one thread only:
     # with more, idle OpenMP workers spin and count as CPU time)
     now = time.process_time if clock == "cpu" else time.perf_counter
@@ -112,7 +121,7 @@ def run(width: int = 16, ratio: int = 16, batch: int = 128, size: int = 32, roun
             t0 = now()
             steps[name]()
             sync()
-            times[name].append(now() - t0)
+            times[name].append((now() - t0) / steps_per_round)
     medians = {name: statistics.median(t) * 1000 for name, t in times.items()}
     # the same ratio taken within each round, where all models ran within a second of each other
     per_round = {name: statistics.median(a / b for a, b in zip(t, times["none"], strict=True))
@@ -129,6 +138,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--no-channels-last", action="store_true")
+    parser.add_argument("--steps-per-round", type=int, default=1, help="steps per model per round, timed together")
+    parser.add_argument("--autocast", action="store_true", help="bf16 autocast on CUDA, as proxy training runs")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                         help="wall: elapsed time; cpu: process CPU time, for one thread on a busy machine")
@@ -141,7 +152,8 @@ def main() -> None:
     gc = measure(ArchSpec(backbone="proxy", width=args.width, block="gc", ratio=args.ratio, stages=("c3", "c4", "c5")),
                  input_size=(3, args.size, args.size), num_classes=10)
     ms, per_round = run(args.width, args.ratio, args.batch, args.size, args.rounds, device=args.device,
-             channels_last=not args.no_channels_last, clock=args.clock)
+                        channels_last=not args.no_channels_last, clock=args.clock,
+                        steps_per_round=args.steps_per_round, autocast=args.autocast)
     where = args.device if args.device != "cpu" else f"cpu ({torch.get_num_threads()} threads, {platform.machine()})"
     print(f"proxy width {args.width}, gc r{args.ratio} at c3-c5, batch {args.batch} at {args.size}x{args.size}, "
           f"{'NCHW' if args.no_channels_last else 'channels_last'}, {where}, torch {torch.__version__}, "
