@@ -23,7 +23,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from scipy import stats
+from scipy import optimize, stats
 
 LEVEL = 0.95
 BETTER, WORSE, WITHIN, UNKNOWN = "better", "worse", "within noise", "unknown"
@@ -111,3 +111,67 @@ def verdicts(candidates: Sequence[Sequence[float]], baseline: Sequence[float], n
 
 def _mean(values: Sequence[float]) -> float:
     return sum(values) / len(values)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Is the proxy good enough? Figures for `gcsearch check`: how much of the spread is the candidates', what a
+# study's seeds can detect, and whether the proxy ranks as a longer training does.
+
+
+def icc(groups: Sequence[Sequence[float]]) -> float | None:
+    """ICC(1): the share of the accuracy variance that lies between candidates (one-way random effects).
+
+    1 means another set of seeds repeats the ranking exactly; 0 (or below) means the seeds decide it. Groups
+    may differ in size (the usual n0 correction). None with fewer than two groups or no repeats.
+    """
+    groups = [list(g) for g in groups if g]
+    total = sum(len(g) for g in groups)
+    if len(groups) < 2 or total == len(groups):
+        return None
+    grand = sum(sum(g) for g in groups) / total
+    between = sum(len(g) * (_mean(g) - grand) ** 2 for g in groups) / (len(groups) - 1)
+    within = sum(sum((x - _mean(g)) ** 2 for x in g) for g in groups) / (total - len(groups))
+    n0 = (total - sum(len(g) ** 2 for g in groups) / total) / (len(groups) - 1)
+    denominator = between + (n0 - 1) * within
+    return (between - within) / denominator if denominator > 0 else None
+
+
+def power(difference: float, noise: Noise, n_candidate: int, n_baseline: int, alpha: float = 1 - LEVEL) -> float:
+    """The chance that a true `difference` gets a `better` verdict from the two-sided test at level alpha."""
+    if noise.std is None or noise.df < 1:
+        raise ValueError("power needs a noise estimate")
+    se = noise.std * math.sqrt(1 / n_candidate + 1 / n_baseline)
+    critical = float(stats.t.ppf(1 - alpha / 2, noise.df))
+    shift = difference / se
+    return float(stats.nct.sf(critical, noise.df, shift) + stats.nct.cdf(-critical, noise.df, shift))
+
+
+def detectable_difference(noise: Noise, n_candidate: int, n_baseline: int, target: float = 0.8,
+                          alpha: float = 1 - LEVEL) -> float:
+    """The smallest true difference found with probability `target` (80% power) by these seed counts."""
+    if noise.std is None or noise.std == 0:
+        raise ValueError("a detectable difference needs a positive noise estimate")
+    high = noise.std
+    while power(high, noise, n_candidate, n_baseline, alpha) < target:
+        high *= 2
+    return float(optimize.brentq(lambda d: power(d, noise, n_candidate, n_baseline, alpha) - target, 0.0, high))
+
+
+def repeats_needed(difference: float, std: float, candidates: int = 1, target: float = 0.8,
+                   alpha: float = 1 - LEVEL, most: int = 256) -> int | None:
+    """Seeds per candidate (baseline included) at which a true `difference` reaches `target` power, when the
+    noise is estimated from `candidates` + 1 groups of that many seeds. None when `most` seeds do not do."""
+    if difference <= 0 or std <= 0:
+        raise ValueError("repeats_needed needs a positive difference and a positive std")
+    for n in range(2, most + 1):
+        noise = Noise(std=std, df=(candidates + 1) * (n - 1), groups=candidates + 1)
+        if power(difference, noise, n, n, alpha) >= target:
+            return n
+    return None
+
+
+def rank_agreement(proxy: Sequence[float], longer: Sequence[float]) -> tuple[float, float]:
+    """Spearman's rho and Kendall's tau between two scorings of the same candidates."""
+    if len(proxy) != len(longer) or len(proxy) < 3:
+        raise ValueError("rank agreement needs the same three or more candidates on both sides")
+    return float(stats.spearmanr(proxy, longer).statistic), float(stats.kendalltau(proxy, longer).statistic)

@@ -9,7 +9,23 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from gcsearch.noise import BETTER, UNKNOWN, WITHIN, WORSE, Comparison, compare, holm_verdicts, pooled_noise, verdicts
+from gcsearch.noise import (
+    BETTER,
+    UNKNOWN,
+    WITHIN,
+    WORSE,
+    Comparison,
+    Noise,
+    compare,
+    detectable_difference,
+    holm_verdicts,
+    icc,
+    pooled_noise,
+    power,
+    rank_agreement,
+    repeats_needed,
+    verdicts,
+)
 
 SIMULATIONS = 2000
 
@@ -92,3 +108,43 @@ def test_holm_rejects_step_down_and_stops_at_the_first_failure() -> None:
     out = holm_verdicts([Comparison(delta=d, low=None, high=None, p=p) for d, p in zip(deltas, ps, strict=True)])
     assert [c.verdict for c in out] == [BETTER, WITHIN, WITHIN, WORSE]
     assert holm_verdicts([Comparison(1.0, None, None, None)])[0].verdict == UNKNOWN
+
+
+def test_icc_is_one_when_seeds_agree_and_about_zero_when_they_decide() -> None:
+    assert icc([[1.0, 1.0, 1.0], [5.0, 5.0, 5.0], [9.0, 9.0, 9.0]]) == pytest.approx(1.0)
+    assert icc([[0.0, 2.0], [0.0, 2.0], [0.0, 2.0]]) == pytest.approx(-1 / 1)  # means equal: (0 - 2) / (0 + 2)
+    rng = np.random.default_rng(3)
+    noise_only = [rng.normal(0, 1, 3).tolist() for _ in range(200)]
+    assert abs(icc(noise_only)) < 0.1
+    # between-candidate variance 4, within 1: ICC 0.8
+    spread = [(rng.normal(0, 2) + rng.normal(0, 1, 30)).tolist() for _ in range(300)]
+    assert icc(spread) == pytest.approx(0.8, abs=0.04)
+    assert icc([[1.0], [2.0]]) is None and icc([[1.0, 2.0]]) is None
+
+
+def test_icc_matches_the_anova_formula_with_unequal_groups() -> None:
+    groups = [[1.0, 2.0, 3.0], [4.0, 6.0], [7.0, 7.5, 8.0, 9.0]]
+    total = 9
+    grand = sum(map(sum, groups)) / total
+    msb = sum(len(g) * (np.mean(g) - grand) ** 2 for g in groups) / 2
+    msw = sum(((np.array(g) - np.mean(g)) ** 2).sum() for g in groups) / (total - 3)
+    n0 = (total - (9 + 4 + 16) / total) / 2
+    assert icc(groups) == pytest.approx((msb - msw) / (msb + (n0 - 1) * msw))
+
+
+def test_power_detectable_difference_and_repeats_agree() -> None:
+    noise = Noise(std=1.0, df=8, groups=2)
+    assert power(2.0, noise, 5, 5) == pytest.approx(0.7905, abs=1e-3)
+    assert power(0.0, noise, 5, 5) == pytest.approx(0.05)
+    smallest = detectable_difference(noise, 5, 5)
+    assert smallest > 2.0 and power(smallest, noise, 5, 5) == pytest.approx(0.8, abs=1e-6)
+    assert repeats_needed(2.0, 1.0) == 6  # 5 seeds give 79%
+    assert repeats_needed(1.0, 1.0) > repeats_needed(2.0, 1.0)
+    assert repeats_needed(0.01, 1.0, most=8) is None
+
+
+def test_rank_agreement_is_spearman_and_kendall() -> None:
+    assert rank_agreement([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx((1.0, 1.0))
+    assert rank_agreement([1, 2, 3, 4], [40, 30, 20, 10]) == pytest.approx((-1.0, -1.0))
+    rho, tau = rank_agreement([1, 2, 3, 4], [1, 3, 2, 4])
+    assert rho == pytest.approx(0.8) and tau == pytest.approx(4 / 6)
