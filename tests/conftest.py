@@ -1,10 +1,15 @@
-"""Shared by every test: the `cuda` marker.
+"""Shared by every test: the `cuda` marker and the `one_thread` fixture.
 
 Tests marked `cuda` need a GPU and are skipped without one, so the suite passes on a CPU-only machine and
 `python -m pytest -m cuda` runs exactly the GPU checks where one exists (benchmarks/gpu_check.py does).
+
+`one_thread` gives a test one intra-op torch thread; a file that trains or traces tiny models asks for it with
+`pytestmark = pytest.mark.usefixtures("one_thread")`.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -21,3 +26,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.get_closest_marker("cuda") is not None:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """One torch thread while the test runs. Tiny models and batch-of-one traces gain nothing from a second, and
+    on a busy machine (2 shared cores here) an OpenMP worker spins while its partner waits for a core, which
+    makes each trial or trace many times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -11,13 +11,7 @@ from gcsearch.backbones.config import block_channels
 from gcsearch.blocks import ContextBlock, NonLocalBlock
 from gcsearch.errors import InputError
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def n_params(module: nn.Module) -> int:

@@ -22,14 +22,7 @@ from gcsearch.blocks import (
 )
 from gcsearch.blocks.pooling import _AttentionPoolFn, attention_pool_reference
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread avoids paying for idle OpenMP workers on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def n_params(module: nn.Module) -> int:

@@ -27,12 +27,7 @@ STAGE_SETS = (("c2",), ("c4",), ("c3", "c4", "c5"), ("c2", "c3", "c4", "c5"))
 WIDTH, DEPTH = 32, (1, 2, 1, 1)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def distinct_specs(backbone: str, position: str, blocks: str, stages: tuple[str, ...]) -> list[ArchSpec]:

@@ -12,13 +12,7 @@ import torch
 
 from gcsearch.cli import main
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def run(args: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str, str]:

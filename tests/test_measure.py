@@ -14,14 +14,7 @@ from gcsearch.blocks import create_block
 from gcsearch.errors import InputError
 from gcsearch.measure import Measurement, clear_cache, count_flops
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Batch-of-one traces: one thread avoids paying for idle OpenMP workers on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 RESNET50_FLOPS = 4_111_512_576  # fvcore, torchvision resnet50, eval mode, 1x3x224x224

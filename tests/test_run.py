@@ -24,14 +24,7 @@ TRIAL_ATTRS = {"spec", "key", "label", "flops", "params", "block_flops", "block_
                "train_seconds", "epochs", "seed", "repeat", "device", "versions"}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models gain nothing from a second thread, and on a shared machine two spinning OpenMP threads
-    make each trial many times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

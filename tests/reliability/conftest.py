@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/: run_helpers
 
@@ -21,13 +20,8 @@ from reliability_helpers import FIGURE_NAMES, FIGURES  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread in this process: on a busy 2-core machine two OpenMP threads per tiny model make a
-    trial many times slower (they spin waiting for each other), and these tests run many short trials."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread_everywhere(one_thread: None) -> None:
+    """Every reliability test runs many short trials: each on one thread (tests/conftest.py says why)."""
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ANN001

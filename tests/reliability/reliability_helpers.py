@@ -80,7 +80,7 @@ def _toml_list(items: list[str]) -> str:
 
 
 def child_env(**extra: str) -> dict[str, str]:
-    """The environment of a `gcsearch` child process: one OpenMP thread (see conftest.one_thread)."""
+    """The environment of a `gcsearch` child process: one OpenMP thread (tests/conftest.py says why)."""
     return {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200", "OMP_NUM_THREADS": "1", **extra}
 
 
