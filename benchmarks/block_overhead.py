@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gcsearch import ArchSpec, build_model
-from gcsearch.measure import measure
+from gcsearch.model.cost import measure
 
 
 class ReferenceContextBlock(nn.Module):

@@ -3,7 +3,7 @@
 Builds a study the way `gcsearch run` stores one (every user attribute of the contract, constraints as
 Optuna 5 system attributes) in a temporary SQLite file, then times, alternating and taking medians:
 
-  (a) gcsearch.report.read_report: read the storage and build the whole report (rows, ranks, hypervolume)
+  (a) gcsearch.report.build.read_report: read the storage and build the whole report (rows, ranks, hypervolume)
   (b) optuna.load_study(...).get_trials(): Optuna's reader alone, before any analysis
   (c) the command end to end in a fresh process: `gcsearch report --all -f csv -o FILE` (imports included)
 
@@ -35,7 +35,7 @@ import sqlalchemy as sa
 from optuna.storages._rdb import models
 from optuna.trial import TrialState
 
-from gcsearch.spec import ArchSpec
+from gcsearch.space.spec import ArchSpec
 
 OBJECTIVES = [{"name": "accuracy", "direction": "maximize"}, {"name": "flops", "direction": "minimize"}]
 MAX_FLOPS = 60_000_000
@@ -178,7 +178,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5, help="alternating runs of (a) and (b); (c) runs 3 times")
     args = parser.parse_args()
 
-    from gcsearch.report import read_report
+    from gcsearch.report.build import read_report
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bench.db"

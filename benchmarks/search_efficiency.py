@@ -5,11 +5,11 @@ its own SQLite file under --workdir:
 
   (a) reference: a large random sample of the space, no pruning
   (b) the study's own sampler (TPE), no pruning
-  (c) the study's own sampler with the default rule ("front", see gcsearch.pruning)
+  (c) the study's own sampler with the default rule ("front", see gcsearch.study.pruning)
 
 (b) and (c) have the same --trials target (finished trials, complete or pruned) and the same sampler seed,
 so they propose the same candidates until the first pruned trial. For each run it prints the hypervolume
-reached after a number of training epochs (gcsearch.report's hypervolume, one reference point for all three
+reached after a number of training epochs (gcsearch.report.build's hypervolume, one reference point for all three
 runs), then the goal: (c)'s final hypervolume as a share of (b)'s, its epochs as a share of (b)'s, the
 epochs each needed to reach 95% of (b)'s final hypervolume, and whether any candidate on (b)'s front that
 (c) also sampled was pruned in (c). A replay of the rule over (b)'s full learning curves (no training)
@@ -37,10 +37,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from gcsearch.pruning import Finished, front_verdict, make_pruner
-from gcsearch.report import build_report
-from gcsearch.runner import Reporter, RunOptions, TrialOutcome, prepare, work
-from gcsearch.storage_reader import StudyData, TrialRecord, load_study
+from gcsearch.report.build import build_report
+from gcsearch.run.worker import Reporter, RunOptions, TrialOutcome, prepare, work
+from gcsearch.storage.reader import StudyData, TrialRecord, load_study
+from gcsearch.study.pruning import Finished, front_verdict, make_pruner
 
 try:
     import tomllib
@@ -201,7 +201,7 @@ def replay_rule(trials: list[TrialRecord], pruner: Any) -> tuple[int, list[Trial
     """The front rule over full curves in the given order: (epochs spent, trials kept, trials pruned).
 
     Each trial is checked after every epoch against the trials kept before it, with the rule's own pieces
-    (gcsearch.pruning.front_verdict); a pruned trial counts its epochs up to the prune and is no finished
+    (gcsearch.study.pruning.front_verdict); a pruned trial counts its epochs up to the prune and is no finished
     trial for the later ones. No retraining, so a sampler's reaction to pruned trials is not modelled.
     """
     spent, kept, pruned = 0, [], []

@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 
 from gcsearch import ArchSpec, build_model
-from gcsearch.data import load_data
-from gcsearch.train import ProxyConfig, resolve_device, seed_everything, train_candidate
+from gcsearch.training.data import load_data
+from gcsearch.training.loop import ProxyConfig, resolve_device, seed_everything, train_candidate
 
 
 def bare_loop(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int, cuda: bool) -> float:

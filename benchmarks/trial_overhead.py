@@ -31,10 +31,10 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `gcsearch run` sets it, before torch loads
 
 import gcsearch  # noqa: E402
-import gcsearch.measure as measure_module  # noqa: E402
-import gcsearch.train as train_module  # noqa: E402
-from gcsearch.runner import Reporter, RunOptions, prepare, work  # noqa: E402
-from gcsearch.study import load_study  # noqa: E402
+import gcsearch.model.cost as measure_module  # noqa: E402
+import gcsearch.training.loop as train_module  # noqa: E402
+from gcsearch.run.worker import Reporter, RunOptions, prepare, work  # noqa: E402
+from gcsearch.study.file import load_study  # noqa: E402
 
 
 class Timer:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gcsearch.spec import ArchSpec
+from gcsearch.space.spec import ArchSpec
 
 __version__ = "0.1.0"
 __all__ = ["ArchSpec", "__version__", "build_model", "measure"]
@@ -15,11 +15,11 @@ __all__ = ["ArchSpec", "__version__", "build_model", "measure"]
 
 def __getattr__(name: str) -> Any:
     if name == "build_model":
-        from gcsearch.backbones.resnet import build_model
+        from gcsearch.model.resnet import build_model
 
         return build_model
     if name == "measure":
-        from gcsearch.measure import measure
+        from gcsearch.model.cost import measure
 
         return measure
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -7,9 +7,9 @@ import torch
 from torch import nn
 
 from gcsearch import ArchSpec, build_model
-from gcsearch.backbones.config import block_channels
-from gcsearch.blocks import ContextBlock, NonLocalBlock
 from gcsearch.errors import InputError
+from gcsearch.model.blocks import ContextBlock, NonLocalBlock
+from gcsearch.space.vocabulary import block_channels
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -176,7 +176,7 @@ def test_strided_downsample_is_a_strided_pointwise_conv_and_trains_on_one_thread
     import subprocess
     import sys
 
-    from gcsearch.backbones.resnet import StridedPointwise
+    from gcsearch.model.resnet import StridedPointwise
 
     down = StridedPointwise(4, 8, 2)
     reference = nn.Conv2d(4, 8, 1, 2, bias=False)

@@ -10,7 +10,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from gcsearch import ArchSpec
-from gcsearch.blocks import (
+from gcsearch.model.blocks import (
     AttentionPool,
     AveragePool,
     BottleneckTransform,
@@ -20,7 +20,7 @@ from gcsearch.blocks import (
     create_block,
     create_transform,
 )
-from gcsearch.blocks.pooling import _AttentionPoolFn, attention_pool_reference
+from gcsearch.model.blocks.pooling import _AttentionPoolFn, attention_pool_reference
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -17,9 +17,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gcsearch import ArchSpec, build_model
-from gcsearch.backbones.config import POSITIONS
-from gcsearch.blocks import ContextBlock, NonLocalBlock
-from gcsearch.spec import BLOCK_SETS
+from gcsearch.model.blocks import ContextBlock, NonLocalBlock
+from gcsearch.space.spec import BLOCK_SETS
+from gcsearch.space.vocabulary import POSITIONS
 
 BACKBONES = ("proxy", "proxy_bottleneck")
 STAGE_SETS = (("c2",), ("c4",), ("c3", "c4", "c5"), ("c2", "c3", "c4", "c5"))

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from gcsearch.data import SPLIT_SEED, SYNTHETIC_CLASSES, DataError, load_data, make_synthetic
 from gcsearch.errors import InputError
-from gcsearch.train import ProxyConfig
+from gcsearch.training.data import SPLIT_SEED, SYNTHETIC_CLASSES, DataError, load_data, make_synthetic
+from gcsearch.training.loop import ProxyConfig
 
 CPU = torch.device("cpu")
 

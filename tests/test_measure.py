@@ -10,9 +10,9 @@ from block_space import block_values
 from torch import nn
 
 from gcsearch import ArchSpec, measure
-from gcsearch.blocks import create_block
 from gcsearch.errors import InputError
-from gcsearch.measure import Measurement, clear_cache, count_flops
+from gcsearch.model.blocks import create_block
+from gcsearch.model.cost import Measurement, clear_cache, count_flops
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -190,7 +190,7 @@ def test_latency_medians() -> None:
 
 
 def test_latency_runs_as_training_does_and_waits_for_the_models_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
-    import gcsearch.measure as measure_module
+    import gcsearch.model.cost as measure_module
 
     layouts: list[bool] = []
     real_build = measure_module.build_model

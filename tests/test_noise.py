@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from gcsearch.noise import (
+from gcsearch.report.noise import (
     BETTER,
     UNKNOWN,
     WITHIN,

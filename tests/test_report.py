@@ -18,7 +18,7 @@ import pytest
 from report_study import COSTS, SPECS, STUDY, build_hand_study, study_meta
 
 from gcsearch.errors import InputError
-from gcsearch.report import (
+from gcsearch.report.build import (
     build_report,
     hypervolume,
     list_studies,
@@ -27,7 +27,7 @@ from gcsearch.report import (
     read_report,
     short_label,
 )
-from gcsearch.storage_reader import constraints_from_system_attrs
+from gcsearch.storage.reader import constraints_from_system_attrs
 
 
 @pytest.fixture(scope="module")
@@ -217,7 +217,7 @@ def test_reading_never_writes_and_works_on_a_copy(storage, tmp_path):
     assert hashlib.sha256(open(path, "rb").read()).hexdigest() == before
     import sqlalchemy as sa
 
-    from gcsearch.storage_reader import connect
+    from gcsearch.storage.reader import connect
 
     with connect(storage).connect() as conn, pytest.raises(sa.exc.OperationalError, match="readonly database"):
         conn.execute(sa.text("UPDATE studies SET study_name = 'x'"))  # the connection itself refuses to write
@@ -242,7 +242,7 @@ def test_read_only_media_fall_back_to_immutable(storage, tmp_path, monkeypatch):
     """Where SQLite cannot create a WAL index next to the file (read-only mount), the file is read as immutable."""
     import sqlite3
 
-    from gcsearch import storage_reader
+    from gcsearch.storage import reader as storage_reader
 
     real_connect = sqlite3.connect
     opened = []
@@ -338,7 +338,7 @@ def test_latency_when_measured(tmp_path):
     """A study with a latency objective: the column, its delta and a front over accuracy and latency."""
     from report_study import attrs
 
-    from gcsearch.report_format import display_columns
+    from gcsearch.report.formats import display_columns
 
     url = f"sqlite:///{tmp_path / 'latency.db'}"
     study = optuna.create_study(storage=url, study_name="lat", directions=["maximize", "minimize", "minimize"])

@@ -17,7 +17,7 @@ import pytest
 from report_study import STUDY, build_hand_study
 
 from gcsearch.cli import main
-from gcsearch.report import read_report
+from gcsearch.report.build import read_report
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from report_study import build_hand_study
 
-from gcsearch.report import read_report
-from gcsearch.report_format import display_columns, export_columns, render
-from gcsearch.report_plot import write_plot
+from gcsearch.report.build import read_report
+from gcsearch.report.formats import display_columns, export_columns, render
+from gcsearch.report.plot import write_plot
 
 NUMERIC = ("accuracy", "accuracy_std", "flops", "params", "block_flops", "block_params", "train_seconds",
            "delta_accuracy", "delta_flops_pct", "delta_params_pct")

@@ -16,9 +16,9 @@ from run_helpers import load, run_cli, snapshot, states, write_grid, write_sampl
 
 import gcsearch
 from gcsearch import ArchSpec, measure
-from gcsearch.data import load_data
-from gcsearch.study import load_study, point_attrs
-from gcsearch.train import ProxyConfig
+from gcsearch.study.file import load_study, point_attrs
+from gcsearch.training.data import load_data
+from gcsearch.training.loop import ProxyConfig
 
 TRIAL_ATTRS = {"spec", "key", "label", "flops", "params", "block_flops", "block_params", "accuracy", "accuracies",
                "train_seconds", "epochs", "seed", "repeat", "device", "versions"}
@@ -161,8 +161,8 @@ def test_an_out_of_memory_trial_frees_its_model_before_memory_is_released(
         tmp_path: Path, db: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """The traceback of an out-of-memory error holds the trial's model and activations; the cache is emptied for
     the other workers on the GPU only once nothing holds them any more."""
-    import gcsearch.runner
-    import gcsearch.train
+    import gcsearch.run.worker
+    import gcsearch.training.loop
 
     models: list[weakref.ref] = []
     alive_when_freed: list[bool] = []
@@ -176,8 +176,8 @@ def test_an_out_of_memory_trial_frees_its_model_before_memory_is_released(
         gc.collect()
         alive_when_freed.append(models[-1]() is not None)
 
-    monkeypatch.setattr(gcsearch.train, "train_candidate", train_out_of_memory)
-    monkeypatch.setattr(gcsearch.runner, "_free_memory", free_memory)
+    monkeypatch.setattr(gcsearch.training.loop, "train_candidate", train_out_of_memory)
+    monkeypatch.setattr(gcsearch.run.worker, "_free_memory", free_memory)
     path = write_grid(tmp_path / "oom.toml", "oom")
     assert run_cli("--study", str(path), "--storage", db, "--quiet") == 0
     assert alive_when_freed == [False] * 5  # every trial failed, and each model was gone when memory was freed
@@ -190,24 +190,24 @@ def test_an_out_of_memory_trial_frees_its_model_before_memory_is_released(
 def test_the_device_is_warmed_up_once_before_the_first_training(tmp_path: Path, db: str,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """CUDA's start-up (kernels, cuDNN and cuBLAS handles) must not count as the first trial's training time."""
-    import gcsearch.train
+    import gcsearch.training.loop
 
     calls: list[tuple[str, str]] = []
-    real_train = gcsearch.train.train_candidate
-    monkeypatch.setattr(gcsearch.train, "warm_up", lambda device: calls.append(("warm_up", str(device))))
+    real_train = gcsearch.training.loop.train_candidate
+    monkeypatch.setattr(gcsearch.training.loop, "warm_up", lambda device: calls.append(("warm_up", str(device))))
 
     def train(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         calls.append(("train", str(kwargs["device"])))
         return real_train(*args, **kwargs)
 
-    monkeypatch.setattr(gcsearch.train, "train_candidate", train)
+    monkeypatch.setattr(gcsearch.training.loop, "train_candidate", train)
     path = write_grid(tmp_path / "warm.toml", "warm")
     assert run_cli("--study", str(path), "--storage", db, "--quiet", "--trials", "3") == 0
     assert calls == [("warm_up", "cpu")] + [("train", "cpu")] * 3
 
 
 def test_local_workers_share_the_cores_on_any_device() -> None:
-    from gcsearch.runner import worker_threads
+    from gcsearch.run.worker import worker_threads
 
     assert [worker_threads(w, 16) for w in (1, 2, 3, 4, 16, 32)] == [16, 8, 5, 4, 1, 1]
     assert worker_threads(2, None) == 1  # os.cpu_count() may not know
@@ -251,7 +251,7 @@ def test_constraints_are_stored_and_an_infeasible_candidate_is_not_trained(tmp_p
 
 def test_the_epoch_pruner_stops_a_trial_and_it_is_stored_as_pruned(tmp_path: Path, db: str,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    from gcsearch.pruning import EpochPruner
+    from gcsearch.study.pruning import EpochPruner
 
     seen: list[tuple[int, int, float, dict]] = []
     curves: list[list[float]] = []

@@ -19,8 +19,8 @@ from run_helpers import cli_output as _cli
 from run_helpers import postgres_url_or_skip
 
 import gcsearch
-from gcsearch.data import DataError, load_data
-from gcsearch.train import ProxyConfig
+from gcsearch.training.data import DataError, load_data
+from gcsearch.training.loop import ProxyConfig
 
 PACKAGE = Path(gcsearch.__file__).resolve().parent
 PASSWORD = "s3cret"

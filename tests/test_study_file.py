@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from gcsearch.cli import main
-from gcsearch.spec import ArchSpec
-from gcsearch.study import StudyFileError, builtin_studies, load_study, parse_study
+from gcsearch.space.spec import ArchSpec
+from gcsearch.study.file import StudyFileError, builtin_studies, load_study, parse_study
 
 GOOD = """
 name = "good"

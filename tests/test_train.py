@@ -9,9 +9,9 @@ import torch
 from torch import nn
 
 from gcsearch import ArchSpec, build_model
-from gcsearch.data import ProxyData, load_data, make_synthetic
 from gcsearch.errors import InputError
-from gcsearch.train import (
+from gcsearch.training.data import ProxyData, load_data, make_synthetic
+from gcsearch.training.loop import (
     CHECK_EVERY,
     Diverged,
     ProxyConfig,

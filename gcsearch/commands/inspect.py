@@ -10,10 +10,10 @@ import typer
 from rich import box
 from rich.table import Table
 
-from gcsearch.backbones.config import BACKBONES, POSITIONS, STAGES
 from gcsearch.commands import console
 from gcsearch.errors import InputError
-from gcsearch.spec import ACTS, BLOCK_SETS, BLOCKS, CONTEXTS, FUSIONS, NORMS, TRANSFORMS, ArchSpec
+from gcsearch.space.spec import ACTS, BLOCK_SETS, BLOCKS, CONTEXTS, FUSIONS, NORMS, TRANSFORMS, ArchSpec
+from gcsearch.space.vocabulary import BACKBONES, POSITIONS, STAGES
 
 # ArchSpec fields that an option sets; --spec FILE gives them all at once instead.
 SPEC_OPTIONS = ("backbone", "width", "depth", "block", "context", "transform", "norm", "act", "fusion", "ratio",
@@ -92,7 +92,7 @@ def inspect(
     if device.split(":")[0] not in ("cpu", "cuda"):
         raise InputError(f"device: {device!r} is not one of cpu, cuda")
 
-    from gcsearch.measure import measure  # torch and fvcore load here, not for `gcsearch --help`
+    from gcsearch.model.cost import measure  # torch and fvcore load here, not for `gcsearch --help`
 
     result = measure(spec, input_size=size, num_classes=num_classes, latency=latency, device=device)
     if as_json:

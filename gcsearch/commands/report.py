@@ -15,9 +15,9 @@ from rich.text import Text
 
 from gcsearch.commands import console, err_console
 from gcsearch.errors import InputError
-from gcsearch.report import DEFAULT_STORAGE, SORT_KEYS, SPEC_DIMS, Report, list_studies, load_trial, read_report
-from gcsearch.report_format import FORMATS, display_columns, header_lines, render, text_table, text_table_width
-from gcsearch.storage_reader import StudySummary, TrialRecord, masked
+from gcsearch.report.build import DEFAULT_STORAGE, SORT_KEYS, SPEC_DIMS, Report, list_studies, load_trial, read_report
+from gcsearch.report.formats import FORMATS, display_columns, header_lines, render, text_table, text_table_width
+from gcsearch.storage.reader import StudySummary, TrialRecord, masked
 
 StorageOption = Annotated[str, typer.Option(
     "--storage", metavar="URL", envvar="GCSEARCH_STORAGE",
@@ -73,7 +73,7 @@ def report(
     if fmt not in FORMATS:
         raise InputError(f"format: unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
     if plot is not None:
-        from gcsearch.report_plot import check_plot_path
+        from gcsearch.report.plot import check_plot_path
 
         check_plot_path(plot)
     if output is not None and not output.parent.exists():
@@ -95,7 +95,7 @@ def report(
     if output is not None:
         err_console.print(f"wrote {output} ({len(rep.rows)} rows, {fmt})", highlight=False, soft_wrap=True)
     if plot is not None:
-        from gcsearch.report_plot import write_plot
+        from gcsearch.report.plot import write_plot
 
         write_plot(rep, plot)
         err_console.print(f"wrote {plot}", highlight=False, soft_wrap=True)
@@ -227,7 +227,7 @@ def _trial_dict(summary: StudySummary, t: TrialRecord) -> dict[str, Any]:
 
 
 def _print_trial(summary: StudySummary, t: TrialRecord) -> None:
-    from gcsearch.report import short_label
+    from gcsearch.report.build import short_label
 
     ua = t.user_attrs
     spec = ua.get("spec") if isinstance(ua.get("spec"), dict) else None

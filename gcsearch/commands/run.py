@@ -15,7 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from gcsearch.commands import console, err_console
-from gcsearch.runner import (
+from gcsearch.run.worker import (
     Best,
     LogLines,
     Reporter,
@@ -30,8 +30,8 @@ from gcsearch.runner import (
     summarize,
     work,
 )
-from gcsearch.storage import DEFAULT_HEARTBEAT, DEFAULT_STORAGE
-from gcsearch.study import Counts, builtin_studies
+from gcsearch.storage.writer import DEFAULT_HEARTBEAT, DEFAULT_STORAGE
+from gcsearch.study.file import Counts, builtin_studies
 
 HELP = """Run a study: build each candidate, count its FLOPs, train it briefly, store the result.
 
@@ -213,7 +213,7 @@ class LiveView(Reporter):
                              description=f"trials ({counts.failed} failed)" if counts.failed else "trials")
 
     def opened(self, run: Run, queued: int) -> None:
-        from gcsearch.study import count_trials
+        from gcsearch.study.file import count_trials
 
         counts = count_trials(run.study.get_trials(deepcopy=False))
         self.out.print(f"[bold]{run.spec.name}[/] in {run.where}: sampler {run.spec.sampler}, {run.spec.size} "

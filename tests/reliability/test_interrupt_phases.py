@@ -20,8 +20,8 @@ from reliability_helpers import FIGURES, by_state, finished, grid_size, lost, tr
 from run_helpers import on_cpu
 
 import gcsearch
-import gcsearch.measure
-import gcsearch.train
+import gcsearch.model.cost
+import gcsearch.training.loop
 from gcsearch.cli import main
 
 SIGNALS = {"SIGTERM": signal.SIGTERM, "SIGINT": signal.SIGINT}
@@ -61,11 +61,11 @@ def _wrap(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str, before: Callab
 
 def _arm(phase: str, trigger: Trigger, monkeypatch: pytest.MonkeyPatch) -> None:
     if phase == "measuring":
-        _wrap(monkeypatch, gcsearch.measure, "measure", before=trigger)
+        _wrap(monkeypatch, gcsearch.model.cost, "measure", before=trigger)
     elif phase == "building":
         _wrap(monkeypatch, gcsearch, "build_model", before=trigger)
     elif phase == "training":  # in the middle of the training loop: after its first step
-        original = gcsearch.train.train_candidate
+        original = gcsearch.training.loop.train_candidate
 
         def train(*args: Any, on_step: Callable[[int, int], None] | None = None, **kwargs: Any) -> Any:
             trigger_now = [True]
@@ -79,7 +79,7 @@ def _arm(phase: str, trigger: Trigger, monkeypatch: pytest.MonkeyPatch) -> None:
 
             return original(*args, on_step=step, **kwargs)
 
-        monkeypatch.setattr(gcsearch.train, "train_candidate", train)
+        monkeypatch.setattr(gcsearch.training.loop, "train_candidate", train)
     elif phase in ("writing", "written"):  # just before the result is stored, or just after
         def completes(self: optuna.Study, trial: Any, values: Any = None, **kwargs: Any) -> bool:
             return values is not None

@@ -12,8 +12,8 @@ from optuna.trial import TrialState
 from reliability_helpers import by_state, grid_size, trials_of, write_grid
 from run_helpers import run_cli
 
-import gcsearch.train
-from gcsearch.blocks.context_block import ContextBlock
+import gcsearch.training.loop
+from gcsearch.model.blocks.context_block import ContextBlock
 
 OOM = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 MESSAGE = "CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 79.10 GiB total capacity)"
@@ -25,7 +25,7 @@ def test_an_out_of_memory_trial_fails_with_its_reason_and_the_study_goes_on(
     n = grid_size(2, 2)
     db = f"sqlite:///{tmp_path / 'oom.db'}"
     state = {"trial": 0, "raised": 0}
-    train, forward = gcsearch.train.train_candidate, ContextBlock.forward
+    train, forward = gcsearch.training.loop.train_candidate, ContextBlock.forward
 
     def counting_train(*args: Any, **kwargs: Any) -> Any:
         state["trial"] += 1
@@ -37,7 +37,7 @@ def test_an_out_of_memory_trial_fails_with_its_reason_and_the_study_goes_on(
             raise OOM(MESSAGE)
         return forward(self, x)
 
-    monkeypatch.setattr(gcsearch.train, "train_candidate", counting_train)
+    monkeypatch.setattr(gcsearch.training.loop, "train_candidate", counting_train)
     monkeypatch.setattr(ContextBlock, "forward", failing_forward)
     assert run_cli("--study", str(path), "--storage", db, "--quiet") == 0
     out = capsys.readouterr().out

@@ -22,8 +22,8 @@ from run_helpers import postgres_url_or_skip, run_cli
 from sqlalchemy.engine import make_url
 from tcp_proxy import TcpProxy
 
-import gcsearch.train
-from gcsearch.storage import mask_url
+import gcsearch.training.loop
+from gcsearch.storage.writer import mask_url
 
 
 @pytest.fixture
@@ -69,7 +69,7 @@ def test_a_lost_server_stops_the_worker_with_exit_1_and_a_later_run_completes(
 
     with monkeypatch.context() as patch:
         if moment == "training":
-            patch.setattr(gcsearch.train, "train_candidate", cut_then(gcsearch.train.train_candidate))
+            patch.setattr(gcsearch.training.loop, "train_candidate", cut_then(gcsearch.training.loop.train_candidate))
         else:
             patch.setattr(optuna.storages, "fail_stale_trials", cut_then(optuna.storages.fail_stale_trials))
         try:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from torch import nn
 
-from gcsearch.blocks.context_block import ContextBlock
-from gcsearch.blocks.non_local import NonLocalBlock
-from gcsearch.spec import ArchSpec
+from gcsearch.model.blocks.context_block import ContextBlock
+from gcsearch.model.blocks.non_local import NonLocalBlock
+from gcsearch.space.spec import ArchSpec
 
 
 def create_block(spec: ArchSpec, channels: int) -> nn.Module | None:

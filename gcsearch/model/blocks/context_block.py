@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from gcsearch.blocks.fusion import Fusion
-from gcsearch.blocks.pooling import create_pool
-from gcsearch.blocks.transform import create_transform
+from gcsearch.model.blocks.fusion import Fusion
+from gcsearch.model.blocks.pooling import create_pool
+from gcsearch.model.blocks.transform import create_transform
 
 
 class ContextBlock(nn.Module):

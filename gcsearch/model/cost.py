@@ -9,7 +9,7 @@ is ever free. The block's cost is the difference to the same backbone with block
 
 Results are cached per process by (spec key, input size, classes, latency, device).
 
-`gcsearch.measure` is this module and is also callable: `gcsearch.measure(spec)` is `measure(spec)`, so
+`gcsearch.model.cost` is this module and is also callable: `gcsearch.model.cost(spec)` is `measure(spec)`, so
 `from gcsearch import measure` gives something to call however the module was first imported.
 """
 
@@ -28,10 +28,10 @@ from typing import Any
 
 import torch
 
-from gcsearch.backbones.config import BACKBONES, STAGES
-from gcsearch.backbones.resnet import build_model
 from gcsearch.errors import InputError, RuntimeFailure
-from gcsearch.spec import ArchSpec
+from gcsearch.model.resnet import build_model
+from gcsearch.space.spec import ArchSpec
+from gcsearch.space.vocabulary import BACKBONES, STAGES
 
 with warnings.catch_warnings():  # fvcore scripts a loss function at import; torch deprecates torch.jit.script
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -325,7 +325,7 @@ def _device(value: Any) -> str:
 
 
 class _CallableModule(types.ModuleType):
-    """Lets `gcsearch.measure(spec)` work whether `gcsearch.measure` resolves to this module or the function."""
+    """Lets `gcsearch.model.cost(spec)` work whether `gcsearch.model.cost` resolves to this module or the function."""
 
     def __call__(self, *args: Any, **kwargs: Any) -> Measurement:
         return measure(*args, **kwargs)

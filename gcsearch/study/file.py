@@ -26,10 +26,10 @@ import optuna
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from gcsearch.backbones.config import POSITIONS, STAGES
 from gcsearch.errors import InputError, SpecError
-from gcsearch.spec import ACTS, BLOCK_SETS, BLOCKS, CONTEXTS, FUSIONS, NORMS, TRANSFORMS, ArchSpec
-from gcsearch.storage import exclusive
+from gcsearch.space.spec import ACTS, BLOCK_SETS, BLOCKS, CONTEXTS, FUSIONS, NORMS, TRANSFORMS, ArchSpec
+from gcsearch.space.vocabulary import POSITIONS, STAGES
+from gcsearch.storage.writer import exclusive
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -104,7 +104,7 @@ class StudySpec:
     seed: int
     trials: int | None
     repeats: int
-    proxy: Any  # gcsearch.train.ProxyConfig
+    proxy: Any  # gcsearch.training.loop.ProxyConfig
     pruning: dict[str, Any] | None
     _candidates: list[Candidate] = field(default_factory=list, repr=False, compare=False)
 
@@ -385,7 +385,7 @@ class _Parser:
         return ",".join(s for s in STAGES if s in items)
 
     def proxy(self) -> Any:
-        from gcsearch.train import ProxyConfig
+        from gcsearch.training.loop import ProxyConfig
 
         table = self.table("proxy")
         try:
@@ -402,7 +402,7 @@ class _Parser:
         if "pruning" not in self.data:
             return None
         table = self.table("pruning")
-        from gcsearch.pruning import make_pruner
+        from gcsearch.study.pruning import make_pruner
 
         try:
             make_pruner(dict(table), directions, sampler)

@@ -19,10 +19,10 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from gcsearch.backbones.config import BACKBONES, STAGES, BackboneConfig, block_channels
-from gcsearch.blocks import create_block
 from gcsearch.errors import InputError
-from gcsearch.spec import ArchSpec
+from gcsearch.model.blocks import create_block
+from gcsearch.space.spec import ArchSpec
+from gcsearch.space.vocabulary import BACKBONES, STAGES, BackboneConfig, block_channels
 
 
 class BasicBlock(nn.Module):

@@ -1,7 +1,7 @@
 """Pareto and ablation tables from a study's storage: rows, ranks, hypervolume, exports.
 
-Reading goes through `gcsearch.storage_reader` (read-only, lock-free); output formats live in
-`gcsearch.report_format`, the plot in `gcsearch.report_plot`. The analysis:
+Reading goes through `gcsearch.storage.reader` (read-only, lock-free); output formats live in
+`gcsearch.report.formats`, the plot in `gcsearch.report.plot`. The analysis:
 
 - Candidate rows. Trials are grouped by the candidate's key (user attribute "key"): repeats with other
   seeds become one row with the mean, the sample standard deviation (n - 1) and n. A trial that carries
@@ -32,10 +32,10 @@ from typing import Any
 
 import numpy as np
 
-from gcsearch.backbones.config import BACKBONES, POSITIONS, STAGES
 from gcsearch.errors import InputError
-from gcsearch.spec import BLOCK_SETS, BLOCKS, CONTEXTS, FUSIONS, NORMS
-from gcsearch.storage_reader import (
+from gcsearch.space.spec import BLOCK_SETS, BLOCKS, CONTEXTS, FUSIONS, NORMS
+from gcsearch.space.vocabulary import BACKBONES, POSITIONS, STAGES
+from gcsearch.storage.reader import (
     DEFAULT_STORAGE,
     StudyData,
     StudySummary,

@@ -16,7 +16,7 @@ from typing import Any
 from rich.cells import cell_len
 
 from gcsearch.errors import InputError
-from gcsearch.report import Report, Row, _format_value, _stages_short
+from gcsearch.report.build import Report, Row, _format_value, _stages_short
 
 __all__ = ["FORMATS", "display_columns", "export_records", "header_lines", "render", "to_csv", "to_json",
            "to_latex", "to_markdown"]

@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gcsearch.data import DATASETS, SYNTHETIC_VERSION, ProxyData
 from gcsearch.errors import InputError
+from gcsearch.training.data import DATASETS, SYNTHETIC_VERSION, ProxyData
 
 # Bumped when the loop changes in a way that changes results (augmentation, schedule shape, optimizer).
 TRAIN_VERSION = 1

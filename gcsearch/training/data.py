@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from gcsearch.errors import InputError
 
 if TYPE_CHECKING:
-    from gcsearch.train import ProxyConfig
+    from gcsearch.training.loop import ProxyConfig
 
 DATASETS = ("synthetic", "cifar10", "cifar100", "folder")
 SPLIT_SEED = 0

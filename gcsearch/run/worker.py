@@ -37,8 +37,8 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from gcsearch.errors import InputError, RuntimeFailure
-from gcsearch.spec import ArchSpec
-from gcsearch.storage import (
+from gcsearch.space.spec import ArchSpec
+from gcsearch.storage.writer import (
     DEFAULT_HEARTBEAT,
     DEFAULT_STORAGE,
     STORAGE_ERRORS,
@@ -47,7 +47,7 @@ from gcsearch.storage import (
     open_storage,
     storage_failure,
 )
-from gcsearch.study import (
+from gcsearch.study.file import (
     FINISHED_STATES,
     Counts,
     StudySpec,
@@ -162,11 +162,11 @@ class Run:
     storage: optuna.storages.RDBStorage
     study: optuna.Study
     meta: dict[str, Any]
-    data: Any  # gcsearch.data.ProxyData
+    data: Any  # gcsearch.training.data.ProxyData
     device: Any  # torch.device
     target: int
     seed: int
-    pruner: Any = None  # gcsearch.pruning.EpochPruner
+    pruner: Any = None  # gcsearch.study.pruning.EpochPruner
     device_name: str = "cpu"
     warmed_up: bool = False  # whether this process has paid the device's start-up costs (see train.warm_up)
 
@@ -190,9 +190,9 @@ def prepare(options: RunOptions, *, train: bool = True) -> tuple[Run, int]:
     """
     import torch
 
-    from gcsearch.data import load_data
-    from gcsearch.pruning import make_pruner
-    from gcsearch.train import resolve_device, use_device
+    from gcsearch.study.pruning import make_pruner
+    from gcsearch.training.data import load_data
+    from gcsearch.training.loop import resolve_device, use_device
 
     spec = load_study(options.study)
     if options.data_dir is not None:
@@ -499,7 +499,7 @@ class _Diverged(RuntimeError):
 
 
 def _fail_reason(exc: BaseException) -> str:
-    from gcsearch.train import Diverged
+    from gcsearch.training.loop import Diverged
 
     if isinstance(exc, (Diverged, _Diverged)):
         text = str(exc)
@@ -561,7 +561,7 @@ def _queue_repeats(run: Run, spec: ArchSpec, params: dict[str, Any]) -> None:
 
 
 def _measure(run: Run, trial: optuna.Trial, spec: ArchSpec, outcome: TrialOutcome) -> dict[str, float]:
-    from gcsearch.measure import measure
+    from gcsearch.model.cost import measure
 
     latency = "latency" in run.spec.objectives
     m = measure(spec, input_size=run.input_size, num_classes=run.data.num_classes, latency=latency,
@@ -593,7 +593,7 @@ def _constraints(run: Run, trial: optuna.Trial, costs: dict[str, float]) -> str 
 def _warm_up(run: Run) -> None:
     """Before this process's first training: CUDA's start-up belongs to no trial's train time."""
     if not run.warmed_up:
-        from gcsearch.train import warm_up
+        from gcsearch.training.loop import warm_up
 
         warm_up(run.device)
         run.warmed_up = True
@@ -602,7 +602,7 @@ def _warm_up(run: Run) -> None:
 def _train(run: Run, trial: optuna.Trial, spec: ArchSpec, seed: int, costs: dict[str, float],
            reporter: Reporter) -> Any:
     from gcsearch import build_model
-    from gcsearch.train import seed_everything, train_candidate
+    from gcsearch.training.loop import seed_everything, train_candidate
 
     seed_everything(seed)  # the initial weights repeat too
     model = build_model(spec, num_classes=run.data.num_classes, in_chans=run.data.in_chans)

@@ -13,8 +13,8 @@ import json
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from gcsearch.backbones.config import BACKBONES, POSITIONS, STAGES, block_channels
 from gcsearch.errors import SpecError
+from gcsearch.space.vocabulary import BACKBONES, POSITIONS, STAGES, block_channels
 
 CONTEXTS = ("att", "avg", "nl")
 TRANSFORMS = ("bottleneck", "full", "se")

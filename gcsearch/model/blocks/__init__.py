@@ -4,12 +4,12 @@ One small module per step (`pooling`, `transform`, `fusion`), the blocks they ma
 GC, SNL, SE and custom points; `NonLocalBlock` for NL), and `create_block(spec, channels)`.
 """
 
-from gcsearch.blocks.context_block import ContextBlock
-from gcsearch.blocks.factory import create_block
-from gcsearch.blocks.fusion import Fusion
-from gcsearch.blocks.non_local import NonLocalBlock
-from gcsearch.blocks.pooling import AttentionPool, AveragePool, create_pool
-from gcsearch.blocks.transform import BottleneckTransform, FullTransform, create_transform
+from gcsearch.model.blocks.context_block import ContextBlock
+from gcsearch.model.blocks.factory import create_block
+from gcsearch.model.blocks.fusion import Fusion
+from gcsearch.model.blocks.non_local import NonLocalBlock
+from gcsearch.model.blocks.pooling import AttentionPool, AveragePool, create_pool
+from gcsearch.model.blocks.transform import BottleneckTransform, FullTransform, create_transform
 
 __all__ = [
     "AttentionPool",

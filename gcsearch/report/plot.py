@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from gcsearch.errors import InputError
-from gcsearch.report import METRICS, Report, Row, nondominated_ranks
+from gcsearch.report.build import METRICS, Report, Row, nondominated_ranks
 
 PLOT_SUFFIXES = (".png", ".svg")
 MAX_LABELS = 12

@@ -1,0 +1,1 @@
+"""Running a study: the worker loop, one trial, local worker processes, progress lines."""
