@@ -11,9 +11,10 @@ import optuna
 import pytest
 from run_helpers import postgres_url_or_skip, write_grid
 
+from gcsearch.contract import point_of
 from gcsearch.storage.writer import open_storage
 from gcsearch.study import file as study_module
-from gcsearch.study.file import StudySpec, load_study, make_sampler, open_study, point_of
+from gcsearch.study.file import StudySpec, load_study, make_sampler, open_study
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from gcsearch.commands import console, err_console
+from gcsearch.contract import Attr, Meta, objective_names, proxy_settings
 from gcsearch.errors import InputError
 from gcsearch.report.build import DEFAULT_STORAGE, SORT_KEYS, SPEC_DIMS, Report, list_studies, load_trial, read_report
 from gcsearch.report.formats import FORMATS, display_columns, header_lines, render, text_table, text_table_width
@@ -182,11 +183,10 @@ def studies(
 
 def _study_dict(s: StudySummary) -> dict[str, Any]:
     meta = s.meta
-    proxy = meta.get("proxy") if isinstance(meta.get("proxy"), dict) else {}
-    names = [o.get("name") for o in meta.get("objectives", []) if isinstance(o, dict)]
+    names = objective_names(meta)
     return {
         "name": s.name, "trials": s.n_trials, "counts": {k.lower(): v for k, v in s.counts.items()},
-        "dataset": proxy.get("dataset"), "backbone": meta.get("backbone"),
+        "dataset": proxy_settings(meta).get("dataset"), "backbone": meta.get(Meta.BACKBONE),
         "objectives": names or [d.lower() for d in s.directions], "directions": [d.lower() for d in s.directions],
         "last_update": s.last_update.isoformat() if s.last_update else None,
     }
@@ -230,42 +230,43 @@ def _print_trial(summary: StudySummary, t: TrialRecord) -> None:
     from gcsearch.report.build import short_label
 
     ua = t.user_attrs
-    spec = ua.get("spec") if isinstance(ua.get("spec"), dict) else None
+    spec = ua.get(Attr.SPEC) if isinstance(ua.get(Attr.SPEC), dict) else None
     console.print(f"[bold]trial {t.number}[/] of study {summary.name}: {t.state.lower()}"
                   + (f", {short_label(spec)}" if spec else ""), highlight=False)
     facts: list[tuple[str, str]] = []
-    if ua.get("label"):
-        facts.append(("candidate", str(ua["label"])))
-    if ua.get("key"):
-        facts.append(("key", str(ua["key"])))
+    if ua.get(Attr.LABEL):
+        facts.append(("candidate", str(ua[Attr.LABEL])))
+    if ua.get(Attr.KEY):
+        facts.append(("key", str(ua[Attr.KEY])))
     names = _study_dict(summary)["objectives"]
     if t.values is not None:
         facts.append(("values", ", ".join(f"{n}={v:g}" for n, v in zip(names, t.values, strict=False))))
     if t.constraints:
         verdict = "feasible" if t.feasible else "infeasible"
         facts.append(("constraints", f"{verdict}: " + ", ".join(f"{k}={v:g}" for k, v in t.constraints.items())))
-    metrics = [("accuracy", "accuracy", "{:.3f} %"), ("flops", "FLOPs", "{:,.0f}"), ("params", "params", "{:,.0f}"),
-               ("block_flops", "block FLOPs", "{:,.0f}"), ("block_params", "block params", "{:,.0f}"),
-               ("train_seconds", "train time", "{:.1f} s"), ("epochs", "epochs", "{}"), ("seed", "seed", "{}"),
-               ("repeat", "repeat", "{}"), ("device", "device", "{}"), ("reused_from", "reused from trial", "{}"),
-               ("fail_reason", "fail reason", "{}"), ("pruned_epoch", "pruned at epoch", "{}"),
-               ("prune_reason", "prune reason", "{}")]
+    metrics = [(Attr.ACCURACY, "accuracy", "{:.3f} %"), (Attr.FLOPS, "FLOPs", "{:,.0f}"),
+               (Attr.PARAMS, "params", "{:,.0f}"), (Attr.BLOCK_FLOPS, "block FLOPs", "{:,.0f}"),
+               (Attr.BLOCK_PARAMS, "block params", "{:,.0f}"), (Attr.TRAIN_SECONDS, "train time", "{:.1f} s"),
+               (Attr.EPOCHS, "epochs", "{}"), (Attr.SEED, "seed", "{}"), (Attr.REPEAT, "repeat", "{}"),
+               (Attr.DEVICE, "device", "{}"), (Attr.REUSED_FROM, "reused from trial", "{}"),
+               (Attr.FAIL_REASON, "fail reason", "{}"), (Attr.PRUNED_EPOCH, "pruned at epoch", "{}"),
+               (Attr.PRUNE_REASON, "prune reason", "{}")]
     for key, title, form in metrics:
         if ua.get(key) is not None:
             try:
                 facts.append((title, form.format(ua[key])))
             except (TypeError, ValueError):
                 facts.append((title, str(ua[key])))
-    if ua.get("latency_ms") is not None:
-        lat = ua["latency_ms"]
+    if ua.get(Attr.LATENCY_MS) is not None:
+        lat = ua[Attr.LATENCY_MS]
         text = ", ".join(f"{k} {v:.2f} ms" for k, v in lat.items()) if isinstance(lat, dict) else f"{lat} ms"
         facts.append(("latency", text))
     if t.datetime_start:
         facts.append(("started", _local(t.datetime_start)))
     if t.duration_s is not None:
         facts.append(("duration", f"{t.duration_s:.1f} s"))
-    if isinstance(ua.get("versions"), dict):
-        facts.append(("versions", ", ".join(f"{k} {v}" for k, v in ua["versions"].items())))
+    if isinstance(ua.get(Attr.VERSIONS), dict):
+        facts.append(("versions", ", ".join(f"{k} {v}" for k, v in ua[Attr.VERSIONS].items())))
     if t.params:
         facts.append(("sampled params", ", ".join(f"{k}={v}" for k, v in t.params.items())))
     _print_pairs(facts)
@@ -273,7 +274,7 @@ def _print_trial(summary: StudySummary, t: TrialRecord) -> None:
         console.print("[bold]spec[/]", highlight=False)
         _print_pairs([(k, "-" if v is None else (",".join(map(str, v)) if isinstance(v, list) else str(v)))
                       for k, v in spec.items()])
-    accuracies = ua.get("accuracies")
+    accuracies = ua.get(Attr.ACCURACIES)
     if isinstance(accuracies, list) and accuracies:
         console.print("[bold]accuracy per epoch (%)[/]", highlight=False)
         table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
@@ -282,7 +283,7 @@ def _print_trial(summary: StudySummary, t: TrialRecord) -> None:
         table.add_row(*(f"{a:.2f}" if isinstance(a, (int, float)) else str(a) for a in accuracies))
         console.print(table)
     other = {k: v for k, v in ua.items() if k not in {m[0] for m in metrics} | {
-        "spec", "label", "key", "accuracies", "versions", "latency_ms"}}
+        Attr.SPEC, Attr.LABEL, Attr.KEY, Attr.ACCURACIES, Attr.VERSIONS, Attr.LATENCY_MS}}
     if other:
         console.print("[bold]other attributes[/]", highlight=False)
         _print_pairs([(k, json.dumps(v)) for k, v in other.items()])

@@ -15,6 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from gcsearch.commands import console, err_console
+from gcsearch.contract import Attr, Counts, count_trials
 from gcsearch.run.worker import (
     Best,
     LogLines,
@@ -31,7 +32,7 @@ from gcsearch.run.worker import (
     work,
 )
 from gcsearch.storage.writer import DEFAULT_HEARTBEAT, DEFAULT_STORAGE
-from gcsearch.study.file import Counts, builtin_studies
+from gcsearch.study.file import builtin_studies
 
 HELP = """Run a study: build each candidate, count its FLOPs, train it briefly, store the result.
 
@@ -213,8 +214,6 @@ class LiveView(Reporter):
                              description=f"trials ({counts.failed} failed)" if counts.failed else "trials")
 
     def opened(self, run: Run, queued: int) -> None:
-        from gcsearch.study.file import count_trials
-
         counts = count_trials(run.study.get_trials(deepcopy=False))
         self.out.print(f"[bold]{run.spec.name}[/] in {run.where}: sampler {run.spec.sampler}, {run.spec.size} "
                        f"points, target {run.target} finished trials ({counts.finished} already), device "
@@ -240,8 +239,8 @@ class LiveView(Reporter):
 
     def waiting(self, counts: Counts, running: list[FrozenTrial], best: list[Best]) -> None:
         epochs = self.run.spec.proxy.epochs
-        self.running = [f"  running: trial {t.number} {t.user_attrs.get('label', '')} "
-                        f"(epoch {len(t.user_attrs.get('accuracies') or ())}/{epochs})" for t in running]
+        self.running = [f"  running: trial {t.number} {t.user_attrs.get(Attr.LABEL, '')} "
+                        f"(epoch {len(t.user_attrs.get(Attr.ACCURACIES) or ())}/{epochs})" for t in running]
         self._counts(counts)
         self.best = best
 

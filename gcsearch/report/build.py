@@ -5,7 +5,7 @@ Reading goes through `gcsearch.storage.reader` (read-only, lock-free); output fo
 
 - Candidate rows. Trials are grouped by the candidate's key (user attribute "key"): repeats with other
   seeds become one row with the mean, the sample standard deviation (n - 1) and n. A trial that carries
-  "reused_from" repeats another trial's values and is counted once: it is skipped when the trial it copies
+  `reused_from` repeats another trial's values and is counted once: it is skipped when the trial it copies
   is in the same row, and stands in for it otherwise.
 - Ranks. Finished (COMPLETE) rows that satisfy every constraint (Optuna stores each as a trial system
   attribute "constraints:<name>", feasible when <= 0) are sorted into non-dominated fronts over the chosen
@@ -32,8 +32,9 @@ from typing import Any
 
 import numpy as np
 
+from gcsearch.contract import OBJECTIVES, Attr, Meta, Objective, objective_names, proxy_settings
 from gcsearch.errors import InputError
-from gcsearch.space.spec import BLOCK_SETS, BLOCKS, CONTEXTS, FUSIONS, NORMS
+from gcsearch.space.spec import BLOCK_SETS, BLOCKS, COMPONENTS, CONTEXTS, FUSIONS, NORMS, SPEC_FIELDS
 from gcsearch.space.vocabulary import BACKBONES, POSITIONS, STAGES
 from gcsearch.storage.reader import (
     DEFAULT_STORAGE,
@@ -46,7 +47,7 @@ from gcsearch.storage.reader import (
 )
 
 __all__ = [
-    "DEFAULT_STORAGE", "METRICS", "SORT_KEYS", "SPEC_DIMS", "Metric", "Report", "Row",
+    "DEFAULT_STORAGE", "OBJECTIVES", "SORT_KEYS", "SPEC_DIMS", "Objective", "Report", "Row",
     "build_report", "hypervolume", "list_studies", "load_study", "load_trial", "nondominated_ranks",
     "read_report", "short_label",
 ]
@@ -54,39 +55,11 @@ __all__ = [
 REFERENCE_MARGIN = 0.1
 
 
-@dataclass(frozen=True)
-class Metric:
-    """An objective the report can rank on: its direction and the unit the table shows it in."""
-
-    name: str
-    direction: str  # "maximize" or "minimize"
-    unit: str
-    scale: float  # raw value * scale = shown value
-    attr: str  # the trial user attribute holding the raw value
-
-    def shown(self, raw: float | None) -> float | None:
-        return None if raw is None else raw * self.scale
-
-    @property
-    def sign(self) -> float:
-        """Multiply a shown value by this to get a loss (lower is better)."""
-        return -1.0 if self.direction == "maximize" else 1.0
-
-
-METRICS: dict[str, Metric] = {
-    "accuracy": Metric("accuracy", "maximize", "%", 1.0, "accuracy"),
-    "flops": Metric("flops", "minimize", "GFLOPs", 1e-9, "flops"),
-    "params": Metric("params", "minimize", "M", 1e-6, "params"),
-    "latency": Metric("latency", "minimize", "ms", 1.0, "latency_ms"),
-}
-# Raw column holding each metric in a Row and in CSV/JSON (latency is stored in ms already).
-METRIC_COLUMN = {"accuracy": "accuracy", "flops": "flops", "params": "params", "latency": "latency_ms"}
-SPEC_DIMS = ("backbone", "width", "depth", "block", "context", "transform", "norm", "act", "fusion", "ratio",
-             "stages", "position", "blocks")
-COMPONENT_DIMS = ("context", "transform", "norm", "act", "fusion", "ratio")
+SPEC_DIMS = SPEC_FIELDS
 # Only these user attributes are read for a report: the big per-epoch lists and version dicts are left out.
-REPORT_KEYS = ("spec", "key", "label", "flops", "params", "block_flops", "block_params", "latency_ms",
-               "accuracy", "train_seconds", "epochs", "seed", "repeat", "device", "reused_from")
+REPORT_KEYS = (Attr.SPEC, Attr.KEY, Attr.LABEL, Attr.FLOPS, Attr.PARAMS, Attr.BLOCK_FLOPS, Attr.BLOCK_PARAMS,
+               Attr.LATENCY_MS, Attr.ACCURACY, Attr.TRAIN_SECONDS, Attr.EPOCHS, Attr.SEED, Attr.REPEAT, Attr.DEVICE,
+               Attr.REUSED_FROM)
 
 # --sort KEY: row attribute and whether larger is better ("best first" ordering).
 SORT_KEYS: dict[str, tuple[str, bool]] = {
@@ -139,7 +112,7 @@ class Row:
         return self.trials[0] if self.trials else -1
 
     def metric(self, name: str) -> float | None:
-        return getattr(self, METRIC_COLUMN[name])
+        return getattr(self, OBJECTIVES[name].attr)  # the row's column of that name
 
     def to_dict(self) -> dict[str, Any]:
         """Every column, unrounded and JSON-able."""
@@ -179,7 +152,7 @@ class Report:
     study: str
     storage: str
     summary: StudySummary
-    objectives: list[Metric]
+    objectives: list[Objective]
     rows: list[Row]  # the view's rows, sorted and cut to --top
     candidates: list[Row]  # every finished candidate
     front: list[Row]  # rank 1, sorted by the first objective
@@ -198,8 +171,7 @@ class Report:
 
     @property
     def proxy(self) -> dict[str, Any]:
-        proxy = self.meta.get("proxy")
-        return proxy if isinstance(proxy, dict) else {}
+        return proxy_settings(self.meta)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -217,9 +189,9 @@ class Report:
         """The facts above the table, as data (JSON's "study" part)."""
         return {
             "study": self.study, "storage": self.storage, "dataset": self.proxy.get("dataset"),
-            "proxy": self.proxy, "backbone": self.meta.get("backbone"), "devices": self.devices,
+            "proxy": self.proxy, "backbone": self.meta.get(Meta.BACKBONE), "devices": self.devices,
             "counts": {k.lower(): v for k, v in self.counts.items()},
-            "constraints": self.meta.get("constraints"),
+            "constraints": self.meta.get(Meta.CONSTRAINTS),
             "objectives": [{"name": m.name, "direction": m.direction, "unit": m.unit} for m in self.objectives],
             "hypervolume": self.hypervolume, "hypervolume_unit": self.hypervolume_unit,
             "reference_point": self.reference, "reference_rule": self.reference_rule,
@@ -239,7 +211,7 @@ def build_report(data: StudyData, objectives: Sequence[str] | str | None = None,
                  reference: dict[str, float] | None = None) -> Report:
     """Rows, ranks, hypervolume and the chosen view of a loaded study.
 
-    objectives: names from METRICS ("accuracy,flops" or a list); default: the study's own objectives.
+    objectives: names from OBJECTIVES ("accuracy,flops" or a list); default: the study's own objectives.
     by: a spec dimension for the ablation view; None chooses it when exactly one dimension varies
         (and the view is not `show_all`). reference: the hypervolume reference point in shown units.
     """
@@ -258,7 +230,7 @@ def build_report(data: StudyData, objectives: Sequence[str] | str | None = None,
     for metric in metrics:
         if rows and all(r.metric(metric.name) is None for r in rows):
             raise InputError(f"objectives: no finished trial of study {data.name!r} has a {metric.name} value")
-    baseline = pick_baseline(rows, meta.get("backbone"))
+    baseline = pick_baseline(rows, meta.get(Meta.BACKBONE))
     for row in rows:
         set_deltas(row, baseline)
 
@@ -297,32 +269,31 @@ def build_report(data: StudyData, objectives: Sequence[str] | str | None = None,
                   baseline=baseline, view=view, by=dim, points=points, devices=dict(devices.most_common()))
 
 
-def parse_objectives(objectives: Sequence[str] | str | None, meta: dict[str, Any]) -> list[Metric]:
-    """Metric list from "accuracy,flops", a list of names, or the study's own objectives."""
+def parse_objectives(objectives: Sequence[str] | str | None, meta: dict[str, Any]) -> list[Objective]:
+    """Objectives from "accuracy,flops", a list of names, or the study's own objectives."""
     if objectives is None:
-        names = [o.get("name") for o in meta.get("objectives", []) if isinstance(o, dict)]
-        names = [n for n in names if n in METRICS] or ["accuracy", "flops"]
+        names = [n for n in objective_names(meta) if n in OBJECTIVES] or ["accuracy", "flops"]
     elif isinstance(objectives, str):
         names = [n.strip() for n in objectives.split(",") if n.strip()]
     else:
         names = list(objectives)
     if not names:
-        raise InputError(f"objectives: give at least one of {', '.join(METRICS)}")
+        raise InputError(f"objectives: give at least one of {', '.join(OBJECTIVES)}")
     for name in names:
-        if name not in METRICS:
-            raise InputError(f"objectives: unknown objective {name!r} (choose from {', '.join(METRICS)})")
+        if name not in OBJECTIVES:
+            raise InputError(f"objectives: unknown objective {name!r} (choose from {', '.join(OBJECTIVES)})")
     if len(set(names)) != len(names):
         raise InputError(f"objectives: {','.join(names)} names an objective twice")
-    return [METRICS[n] for n in names]
+    return [OBJECTIVES[n] for n in names]
 
 
 # -- rows -----------------------------------------------------------------------------------------------
 def _objective_index(meta: dict[str, Any], n_directions: int) -> dict[str, int]:
-    """Which trial value holds which metric, from the study's "gcsearch" attribute."""
-    names = [o.get("name") for o in meta.get("objectives", []) if isinstance(o, dict)]
+    """Which trial value holds which objective, from the study's metadata."""
+    names = objective_names(meta)
     if len(names) != n_directions:
         return {}
-    return {name: i for i, name in enumerate(names) if name in METRICS}
+    return {name: i for i, name in enumerate(names) if name in OBJECTIVES}
 
 
 def _trial_metric(trial: TrialRecord, name: str, objective_index: dict[str, int]) -> float | None:
@@ -330,7 +301,7 @@ def _trial_metric(trial: TrialRecord, name: str, objective_index: dict[str, int]
     i = objective_index.get(name)
     if i is not None and trial.values is not None and i < len(trial.values):
         return float(trial.values[i])
-    value = trial.user_attrs.get(METRICS[name].attr)
+    value = trial.user_attrs.get(OBJECTIVES[name].attr)
     if isinstance(value, dict):  # a Measurement's latency: {"forward": ms, "forward_backward": ms}
         value = value.get("forward")
     if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -339,12 +310,12 @@ def _trial_metric(trial: TrialRecord, name: str, objective_index: dict[str, int]
 
 
 def _spec_of(trial: TrialRecord) -> dict[str, Any] | None:
-    spec = trial.user_attrs.get("spec")
+    spec = trial.user_attrs.get(Attr.SPEC)
     return spec if isinstance(spec, dict) else None
 
 
 def _group_key(trial: TrialRecord) -> str:
-    key = trial.user_attrs.get("key")
+    key = trial.user_attrs.get(Attr.KEY)
     if isinstance(key, str) and key:
         return key
     spec = _spec_of(trial)
@@ -364,14 +335,14 @@ def candidate_rows(trials: Iterable[TrialRecord], objective_index: dict[str, int
         numbers = {t.number for t in members}
         counted, reused = [], []
         for t in members:
-            source = t.user_attrs.get("reused_from")
+            source = t.user_attrs.get(Attr.REUSED_FROM)
             if isinstance(source, int) and not isinstance(source, bool) and source in numbers:
                 reused.append(t.number)
             else:
                 counted.append(t)
         first = members[0]
         spec = _spec_of(first)
-        label = first.user_attrs.get("label")
+        label = first.user_attrs.get(Attr.LABEL)
         row = Row(key=key, candidate=short_label(spec, fallback=label or key), spec=spec,
                   label=str(label) if label else (short_label(spec, fallback=key)),
                   trials=[t.number for t in counted], reused=sorted(reused), n=len(counted))
@@ -440,7 +411,7 @@ def hypervolume(front_loss: np.ndarray, reference_loss: np.ndarray) -> float:
     return float(compute_hypervolume(front_loss, reference_loss))
 
 
-def reference_point(loss: np.ndarray, metrics: Sequence[Metric], given: dict[str, float] | None = None
+def reference_point(loss: np.ndarray, metrics: Sequence[Objective], given: dict[str, float] | None = None
                     ) -> dict[str, float]:
     """The hypervolume reference point in shown units (see the module docstring for the rule)."""
     if given:
@@ -460,7 +431,7 @@ def reference_point(loss: np.ndarray, metrics: Sequence[Metric], given: dict[str
     return out
 
 
-def _front_order(row: Row, metrics: Sequence[Metric]) -> tuple:
+def _front_order(row: Row, metrics: Sequence[Objective]) -> tuple:
     # Cheapest first along the first cost objective (or best first for the first objective).
     for m in metrics:
         if m.direction == "minimize":
@@ -504,7 +475,7 @@ def varying_dimension(rows: Sequence[Row]) -> str | None:
     if len(specs) < 2 or any(s is None for s in specs):
         return None
     varying = [d for d in SPEC_DIMS if len({_hashable(s.get(d)) for s in specs} - {None}) > 1]
-    if "block" in varying and len(varying) > 1 and set(varying) - {"block"} <= set(COMPONENT_DIMS):
+    if "block" in varying and len(varying) > 1 and set(varying) - {"block"} <= set(COMPONENTS):
         components = [d for d in varying if d != "block"]
         custom = any(s.get("block") == "custom" for s in specs)
         varying = components if custom and len(components) == 1 else ["block"]
@@ -570,7 +541,7 @@ def _common_spec(specs: Sequence[dict[str, Any] | None]) -> dict[str, Any] | Non
 
 
 # -- sorting --------------------------------------------------------------------------------------------
-def sort_rows(rows: Sequence[Row], sort: str | None, metrics: Sequence[Metric], pin_baseline: bool = False
+def sort_rows(rows: Sequence[Row], sort: str | None, metrics: Sequence[Objective], pin_baseline: bool = False
               ) -> list[Row]:
     """Best first by `sort` (missing values last); default: rank, then the front's order / ablation order."""
     pinned = [r for r in rows if pin_baseline and r.baseline]

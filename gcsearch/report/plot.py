@@ -10,8 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
+from gcsearch.contract import OBJECTIVES
 from gcsearch.errors import InputError
-from gcsearch.report.build import METRICS, Report, Row, nondominated_ranks
+from gcsearch.report.build import Report, Row, nondominated_ranks
 
 PLOT_SUFFIXES = (".png", ".svg")
 MAX_LABELS = 12
@@ -36,7 +37,7 @@ def accuracy_flops_front(rows: list[Row]) -> list[Row]:
     ranked = [r for r in rows if r.feasible and r.accuracy is not None and r.flops is not None]
     if not ranked:
         return []
-    acc, flops = METRICS["accuracy"], METRICS["flops"]
+    acc, flops = OBJECTIVES["accuracy"], OBJECTIVES["flops"]
     loss = np.array([[acc.sign * r.accuracy, flops.sign * r.flops] for r in ranked])
     front = [r for r, rank in zip(ranked, nondominated_ranks(loss), strict=True) if rank == 1]
     return sorted(front, key=lambda r: (r.flops, -r.accuracy))

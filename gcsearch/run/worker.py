@@ -5,8 +5,8 @@ sampler proposes one), writes a heartbeat while it works, and tells Optuna the o
 
 - COMPLETE with the objective values (accuracy %, FLOPs, params, latency ms), or
 - PRUNED (the epoch pruner stopped it, or it breaks a constraint and is not trained), or
-- FAIL with `fail_reason`: "diverged: ...", "error: ...", or "interrupted" (Ctrl-C, SIGTERM: the trial is
-  queued again, the process exits 130).
+- FAIL with a reason (`gcsearch.contract`): "diverged: ...", "error: ...", or "interrupted" (Ctrl-C, SIGTERM:
+  the trial is queued again, the process exits 130).
 
 `--trials N` counts finished trials, COMPLETE or PRUNED: a pruned trial is a decision about a candidate
 just as a complete one is. Reused trials (a candidate and repeat that already had a finished trial, told
@@ -36,6 +36,22 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from gcsearch.contract import (
+    DIVERGED,
+    ERROR,
+    FINISHED_STATES,
+    INTERRUPTED,
+    POINT_ATTRS,
+    Attr,
+    Counts,
+    Meta,
+    count_trials,
+    fail_reason,
+    failure_kind,
+    is_reused,
+    point_of,
+    taken_points,
+)
 from gcsearch.errors import InputError, RuntimeFailure
 from gcsearch.space.spec import ArchSpec
 from gcsearch.storage.writer import (
@@ -47,18 +63,7 @@ from gcsearch.storage.writer import (
     open_storage,
     storage_failure,
 )
-from gcsearch.study.file import (
-    FINISHED_STATES,
-    Counts,
-    StudySpec,
-    count_trials,
-    is_final_failure,
-    load_study,
-    make_sampler,
-    open_study,
-    point_attrs,
-    point_of,
-)
+from gcsearch.study.file import StudySpec, load_study, make_sampler, open_study, point_attrs
 
 MAX_FAILURES_IN_A_ROW = 5  # a tpe/nsga2/random worker stops (exit 1) after this many failed trials in a row
 MAX_REUSES_IN_A_ROW = 20  # after this many proposals of measured candidates, queue an unmeasured one
@@ -216,8 +221,8 @@ def prepare(options: RunOptions, *, train: bool = True) -> tuple[Run, int]:
         study, stored, queued = open_study(spec, storage, meta, sampler=make_sampler(spec, sampler_seed, target),
                                            pruner=pruner.optuna_pruner, where=where,
                                            check_seed=options.seed is not None, fill_grid=options.fill_grid)
-        if options.seed is None and stored.get("seed") is not None:
-            spec = replace(spec, seed=int(stored["seed"]))
+        if options.seed is None and stored.get(Meta.SEED) is not None:
+            spec = replace(spec, seed=int(stored[Meta.SEED]))
         # A resumed random or TPE sampler must not replay the proposals of the first run.
         existing = len(study.get_trials(deepcopy=False))
         if existing and not spec.is_grid:
@@ -333,7 +338,7 @@ def _exhausted(run: Run, trials: list[FrozenTrial], counts: Counts) -> bool:
 
 def _queue_unmeasured(run: Run, trials: list[FrozenTrial]) -> None:
     """The sampler keeps proposing measured candidates: queue the first one in the space that has none."""
-    seen = {p for t in trials if (p := point_of(t)) is not None and (t.state != TrialState.FAIL or is_final_failure(t))}
+    seen = taken_points(trials)
     for cand in run.spec.candidates():
         if (cand.key, 0) not in seen:
             run.study.enqueue_trial(dict(cand.params), user_attrs=point_attrs(cand, 0))
@@ -453,8 +458,8 @@ def _attempt(run: Run, trial: optuna.Trial, reporter: Reporter, outcome: TrialOu
             _reuse(run, trial, source, outcome)
             return
         seed = run.seed + repeat
-        _set_attrs(trial, {**point_attrs(spec, repeat), "seed": seed, "device": run.device_name,
-                           "versions": versions()})
+        _set_attrs(trial, {**point_attrs(spec, repeat), Attr.SEED: seed, Attr.DEVICE: run.device_name,
+                           Attr.VERSIONS: versions()})
         if fresh and run.spec.repeats > 1:
             _queue_repeats(run, spec, params)
         costs = _measure(run, trial, spec, outcome)
@@ -469,14 +474,15 @@ def _attempt(run: Run, trial: optuna.Trial, reporter: Reporter, outcome: TrialOu
         values = [float(result.accuracy), *(float(costs[name]) for name in run.spec.objectives[1:])]
         if not all(math.isfinite(v) for v in values):
             raise _Diverged(f"a non-finite objective value {values}")
-        _set_attrs(trial, {"accuracy": float(result.accuracy), "accuracies": [float(a) for a in result.accuracies],
-                           "train_seconds": float(result.train_seconds), "epochs": int(result.epochs)})
+        _set_attrs(trial, {Attr.ACCURACY: float(result.accuracy),
+                           Attr.ACCURACIES: [float(a) for a in result.accuracies],
+                           Attr.TRAIN_SECONDS: float(result.train_seconds), Attr.EPOCHS: int(result.epochs)})
         run.study.tell(trial, values)
         outcome.state, outcome.accuracy = "COMPLETE", float(result.accuracy)
     except _Prune as exc:
         if train_started is not None:
             timing["train_s"] = time.perf_counter() - train_started
-        _set_attrs(trial, {"pruned_epoch": exc.epoch, "prune_reason": exc.reason})
+        _set_attrs(trial, {Attr.PRUNED_EPOCH: exc.epoch, Attr.PRUNE_REASON: exc.reason})
         run.study.tell(trial, state=TrialState.PRUNED)
         outcome.state, outcome.reason = "PRUNED", exc.reason
     except (KeyboardInterrupt, optuna.exceptions.UpdateFinishedTrialError):
@@ -501,22 +507,23 @@ class _Diverged(RuntimeError):
 def _fail_reason(exc: BaseException) -> str:
     from gcsearch.training.loop import Diverged
 
-    if isinstance(exc, (Diverged, _Diverged)):
-        text = str(exc)
-        return text if text.startswith("diverged") else f"diverged: {text}"
+    if isinstance(exc, Diverged):
+        return str(exc)  # the loop words it as a fail reason
+    if isinstance(exc, _Diverged):
+        return fail_reason(DIVERGED, str(exc))
     text = str(exc).strip().splitlines()
     message = f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
     if os.environ.get("GCSEARCH_DEBUG"):
         traceback.print_exc()
-    return f"error: {message[:500]}"
+    return fail_reason(ERROR, message[:500])
 
 
 def _candidate_of(run: Run, trial: optuna.Trial) -> tuple[ArchSpec, int, dict[str, Any], bool]:
     """The trial's candidate, repeat and sampler values; `fresh` when the sampler just proposed it."""
     attrs = trial.user_attrs
     distributions = run.spec.distributions()
-    if "spec" in attrs:  # a queued trial: a grid point, a repeat, or a retry
-        spec = ArchSpec.from_dict(attrs["spec"])
+    if Attr.SPEC in attrs:  # a queued trial: a grid point, a repeat, or a retry
+        spec = ArchSpec.from_dict(attrs[Attr.SPEC])
         params: dict[str, Any] = {}
         frozen = run.study._storage.get_trial(trial._trial_id)
         fixed = {**(frozen.system_attrs.get("fixed_params") or {}), **frozen.params}
@@ -524,22 +531,22 @@ def _candidate_of(run: Run, trial: optuna.Trial) -> tuple[ArchSpec, int, dict[st
             value = fixed.get(name)
             if value is not None and value in dist.choices:
                 params[name] = trial.suggest_categorical(name, dist.choices)
-        return spec, int(attrs.get("repeat", 0)), params, False
+        return spec, int(attrs.get(Attr.REPEAT, 0)), params, False
     params = {name: trial.suggest_categorical(name, dist.choices) for name, dist in distributions.items()}
     return run.spec.spec_from_params(params), 0, params, True
 
 
 def _finished_trial_of(run: Run, key: str, repeat: int, number: int) -> FrozenTrial | None:
     for t in run.study.get_trials(deepcopy=False, states=FINISHED_STATES):
-        if t.number != number and point_of(t) == (key, repeat) and "reused_from" not in t.user_attrs:
+        if t.number != number and point_of(t) == (key, repeat) and not is_reused(t):
             return t
     return None
 
 
 def _reuse(run: Run, trial: optuna.Trial, source: FrozenTrial, outcome: TrialOutcome) -> None:
     """Tell the sampler the stored result of `source` instead of training the same candidate again."""
-    attrs = {k: v for k, v in source.user_attrs.items() if k != "fail_reason"}
-    _set_attrs(trial, {**attrs, "reused_from": source.number})
+    attrs = {k: v for k, v in source.user_attrs.items() if k != Attr.FAIL_REASON}
+    _set_attrs(trial, {**attrs, Attr.REUSED_FROM: source.number})
     for name, value in source.constraints.items():
         trial.set_constraint(name, value)
     if source.state == TrialState.COMPLETE:
@@ -547,8 +554,8 @@ def _reuse(run: Run, trial: optuna.Trial, source: FrozenTrial, outcome: TrialOut
     else:
         run.study.tell(trial, state=TrialState.PRUNED)
     outcome.state, outcome.reused_from = "REUSED", source.number
-    outcome.accuracy = source.user_attrs.get("accuracy")
-    outcome.flops, outcome.params = source.user_attrs.get("flops"), source.user_attrs.get("params")
+    outcome.accuracy = source.user_attrs.get(Attr.ACCURACY)
+    outcome.flops, outcome.params = source.user_attrs.get(Attr.FLOPS), source.user_attrs.get(Attr.PARAMS)
 
 
 def _queue_repeats(run: Run, spec: ArchSpec, params: dict[str, Any]) -> None:
@@ -566,11 +573,11 @@ def _measure(run: Run, trial: optuna.Trial, spec: ArchSpec, outcome: TrialOutcom
     latency = "latency" in run.spec.objectives
     m = measure(spec, input_size=run.input_size, num_classes=run.data.num_classes, latency=latency,
                 device=str(run.device))
-    attrs: dict[str, Any] = {"flops": int(m.flops), "params": int(m.params), "block_flops": int(m.block_flops),
-                             "block_params": int(m.block_params)}
+    attrs: dict[str, Any] = {Attr.FLOPS: int(m.flops), Attr.PARAMS: int(m.params),
+                             Attr.BLOCK_FLOPS: int(m.block_flops), Attr.BLOCK_PARAMS: int(m.block_params)}
     costs: dict[str, float] = {"flops": float(m.flops), "params": float(m.params)}
     if latency and m.latency_ms is not None:
-        attrs["latency_ms"] = m.latency_ms
+        attrs[Attr.LATENCY_MS] = m.latency_ms
         costs["latency"] = float(m.latency_ms["forward"])
     _set_attrs(trial, attrs)
     outcome.flops, outcome.params = int(m.flops), int(m.params)
@@ -611,7 +618,7 @@ def _train(run: Run, trial: optuna.Trial, spec: ArchSpec, seed: int, costs: dict
 
     def on_epoch(epoch: int, accuracy: float) -> None:
         accuracies.append(float(accuracy))
-        trial.set_user_attr("accuracies", list(accuracies))
+        trial.set_user_attr(Attr.ACCURACIES, list(accuracies))
         reporter.epoch(epoch, accuracy)
         reason = (run.pruner.check(run.study, trial, epoch, float(accuracy), cost_objectives, curve=accuracies)
                   if run.pruner else None)
@@ -629,7 +636,7 @@ def _set_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
 
 def _record_failure(run: Run, trial: optuna.Trial, reason: str) -> None:
     try:
-        trial.set_user_attr("fail_reason", reason)
+        trial.set_user_attr(Attr.FAIL_REASON, reason)
         run.study.tell(trial, state=TrialState.FAIL)
     except optuna.exceptions.UpdateFinishedTrialError:
         raise
@@ -643,11 +650,11 @@ def _record_interrupted(run: Run, trial: optuna.Trial) -> None:
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if _main_thread() else None
     try:
         frozen = run.storage.get_trial(trial._trial_id)
-        trial.set_user_attr("fail_reason", "interrupted")
+        trial.set_user_attr(Attr.FAIL_REASON, fail_reason(INTERRUPTED))
         run.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
-        if "spec" in frozen.user_attrs:
+        if Attr.SPEC in frozen.user_attrs:
             fixed = frozen.system_attrs.get("fixed_params") or frozen.params
-            keep = {k: frozen.user_attrs[k] for k in ("spec", "key", "label", "repeat") if k in frozen.user_attrs}
+            keep = {k: frozen.user_attrs[k] for k in POINT_ATTRS if k in frozen.user_attrs}
             run.study.enqueue_trial(dict(fixed), user_attrs=keep)
     except Exception:  # the storage may be what failed; the heartbeat will tell the next run
         pass
@@ -709,17 +716,17 @@ def best_candidates(trials: list[FrozenTrial], spec: StudySpec, limit: int = 5) 
     """
     groups: dict[str, list[FrozenTrial]] = {}
     for t in trials:
-        if (t.state == TrialState.COMPLETE and "reused_from" not in t.user_attrs and t.values is not None
-                and all(v <= 0 for v in t.constraints.values()) and isinstance(t.user_attrs.get("key"), str)):
-            groups.setdefault(t.user_attrs["key"], []).append(t)
+        if (t.state == TrialState.COMPLETE and not is_reused(t) and t.values is not None
+                and all(v <= 0 for v in t.constraints.values()) and isinstance(t.user_attrs.get(Attr.KEY), str)):
+            groups.setdefault(t.user_attrs[Attr.KEY], []).append(t)
     rows = []
     for key, members in groups.items():
         first = members[0]
         accuracy = sum(m.values[0] for m in members) / len(members)
         costs = tuple(float(v) for v in first.values[1:])
-        rows.append((accuracy, costs, Best(label=str(first.user_attrs.get("label", key)), key=key, accuracy=accuracy,
-                                          flops=first.user_attrs.get("flops"), params=first.user_attrs.get("params"),
-                                          trials=len(members))))
+        rows.append((accuracy, costs, Best(label=str(first.user_attrs.get(Attr.LABEL, key)), key=key,
+                                          accuracy=accuracy, flops=first.user_attrs.get(Attr.FLOPS),
+                                          params=first.user_attrs.get(Attr.PARAMS), trials=len(members))))
 
     def dominated(row: tuple) -> bool:
         acc, costs, _ = row
@@ -737,8 +744,8 @@ def summarize(run: Run, seconds: float, trained: int) -> Summary:
     counts = count_trials(trials)
     reasons: dict[str, int] = {}
     for t in trials:
-        if t.state == TrialState.FAIL and "fail_reason" in t.user_attrs:
-            reason = str(t.user_attrs["fail_reason"]).split(":")[0]
+        if t.state == TrialState.FAIL and Attr.FAIL_REASON in t.user_attrs:
+            reason = failure_kind(str(t.user_attrs[Attr.FAIL_REASON]))
             reasons[reason] = reasons.get(reason, 0) + 1
     return Summary(study=run.spec.name, storage=run.where, target=run.target, counts=counts, seconds=seconds,
                    trained=trained, best=best_candidates(trials, run.spec, limit=10),
@@ -845,13 +852,14 @@ def run_local_workers(run: Run, reporter: Reporter, log: str | None) -> int:
 def outcome_of(trial: FrozenTrial) -> TrialOutcome:
     """A stored trial as an outcome line."""
     attrs = trial.user_attrs
-    state = "REUSED" if "reused_from" in attrs else trial.state.name
+    state = "REUSED" if is_reused(trial) else trial.state.name
     seconds = (trial.datetime_complete - trial.datetime_start).total_seconds() \
         if trial.datetime_complete and trial.datetime_start else 0.0
-    return TrialOutcome(number=trial.number, state=state, label=str(attrs.get("label", "?")),
-                        repeat=int(attrs.get("repeat", 0)), accuracy=attrs.get("accuracy"), flops=attrs.get("flops"),
-                        params=attrs.get("params"), seconds=seconds, reused_from=attrs.get("reused_from"),
-                        reason=attrs.get("fail_reason") or attrs.get("prune_reason"))
+    return TrialOutcome(number=trial.number, state=state, label=str(attrs.get(Attr.LABEL, "?")),
+                        repeat=int(attrs.get(Attr.REPEAT, 0)), accuracy=attrs.get(Attr.ACCURACY),
+                        flops=attrs.get(Attr.FLOPS), params=attrs.get(Attr.PARAMS), seconds=seconds,
+                        reused_from=attrs.get(Attr.REUSED_FROM),
+                        reason=attrs.get(Attr.FAIL_REASON) or attrs.get(Attr.PRUNE_REASON))
 
 
 def _stop_workers(procs: list[Any], grace_s: float = 30.0) -> None:

@@ -125,6 +125,9 @@ class ArchSpec:
         return BACKBONES[self.backbone]
 
 
+SPEC_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(ArchSpec))  # in the order a report shows them
+
+
 def _choice(field: str, value: Any, choices: tuple[str, ...]) -> str:
     if not isinstance(value, str) or value not in choices:
         raise SpecError(field, f"{value!r} is not one of {', '.join(choices)}")

@@ -34,6 +34,7 @@ from urllib.parse import quote
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
+from gcsearch.contract import study_meta
 from gcsearch.errors import InputError, RuntimeFailure
 
 DEFAULT_STORAGE = "sqlite:///gcsearch.db"
@@ -89,9 +90,8 @@ class StudySummary:
 
     @property
     def meta(self) -> dict[str, Any]:
-        """The `gcsearch` study attribute ({} for a study not written by gcsearch)."""
-        meta = self.user_attrs.get("gcsearch")
-        return meta if isinstance(meta, dict) else {}
+        """The study's metadata (`gcsearch.contract.Meta`; {} for a study not written by gcsearch)."""
+        return study_meta(self.user_attrs)
 
 
 @dataclass

@@ -24,8 +24,16 @@ from typing import Any
 
 import optuna
 from optuna.distributions import CategoricalDistribution
-from optuna.trial import FrozenTrial, TrialState
 
+from gcsearch.contract import (
+    GRID_PARAM,
+    OBJECTIVES,
+    STUDY_META,
+    Attr,
+    Meta,
+    point_of,
+    taken_points,
+)
 from gcsearch.errors import InputError, SpecError
 from gcsearch.space.spec import ACTS, BLOCK_SETS, BLOCKS, CONTEXTS, FUSIONS, NORMS, TRANSFORMS, ArchSpec
 from gcsearch.space.vocabulary import POSITIONS, STAGES
@@ -43,9 +51,6 @@ DIMENSION_CHOICES: dict[str, tuple[str, ...] | None] = {
     "block": BLOCKS, "stages": None, "position": POSITIONS, "blocks": BLOCK_SETS, "ratio": None,
     "context": CONTEXTS, "transform": TRANSFORMS, "norm": NORMS, "act": ACTS, "fusion": FUSIONS,
 }
-# Objective name -> Optuna direction. Accuracy comes first; the others are costs.
-OBJECTIVES: dict[str, str] = {"accuracy": "maximize", "flops": "minimize", "params": "minimize",
-                              "latency": "minimize"}
 SAMPLERS: tuple[str, ...] = ("grid", "tpe", "nsga2", "random")
 TOP_KEYS: tuple[str, ...] = ("name", "description", "backbone", "width", "depth", "objectives", "sampler", "seed",
                              "space", "fixed", "constraints", "budget", "proxy", "pruning")
@@ -111,7 +116,7 @@ class StudySpec:
     # -- objectives ------------------------------------------------------------------------
     @property
     def directions(self) -> list[str]:
-        return [OBJECTIVES[name] for name in self.objectives]
+        return [OBJECTIVES[name].direction for name in self.objectives]
 
     @property
     def is_grid(self) -> bool:
@@ -146,7 +151,7 @@ class StudySpec:
     def distributions(self) -> dict[str, CategoricalDistribution]:
         """The parameters a trial records. Grid: one categorical "candidate" (labels); else one per dimension."""
         if self.is_grid:
-            return {"candidate": CategoricalDistribution([c.label for c in self._candidates])}
+            return {GRID_PARAM: CategoricalDistribution([c.label for c in self._candidates])}
         return {d: CategoricalDistribution(list(choices)) for d, choices in self.space.items()}
 
     def target(self, trials: int | None = None) -> int:
@@ -157,25 +162,25 @@ class StudySpec:
         return min(wanted, self.size)
 
     def metadata(self, input_size: tuple[int, int, int], num_classes: int | None = None) -> dict[str, Any]:
-        """The study's "gcsearch" user attribute (see the contract): everything that defines the study."""
+        """The study's metadata (`gcsearch.contract.Meta`): everything that defines the study."""
         from gcsearch import __version__
 
         return {
-            "version": __version__,
-            "objectives": [{"name": n, "direction": OBJECTIVES[n]} for n in self.objectives],
-            "study_file": self.text,
-            "study": self.data,
-            "proxy": self.proxy.to_dict(),
-            "proxy_fingerprint": self.proxy.fingerprint(),
-            "sampler": self.sampler,
-            "seed": self.seed,
-            "repeats": self.repeats,
-            "backbone": self.backbone,
-            "width": self.width,
-            "depth": list(self.depth) if self.depth is not None else None,
-            "constraints": {"max_flops": self.max_flops, "max_params": self.max_params},
-            "input_size": list(input_size),
-            "num_classes": num_classes,
+            Meta.VERSION: __version__,
+            Meta.OBJECTIVES: [{"name": n, "direction": OBJECTIVES[n].direction} for n in self.objectives],
+            Meta.STUDY_FILE: self.text,
+            Meta.STUDY: self.data,
+            Meta.PROXY: self.proxy.to_dict(),
+            Meta.PROXY_FINGERPRINT: self.proxy.fingerprint(),
+            Meta.SAMPLER: self.sampler,
+            Meta.SEED: self.seed,
+            Meta.REPEATS: self.repeats,
+            Meta.BACKBONE: self.backbone,
+            Meta.WIDTH: self.width,
+            Meta.DEPTH: list(self.depth) if self.depth is not None else None,
+            Meta.CONSTRAINTS: {"max_flops": self.max_flops, "max_params": self.max_params},
+            Meta.INPUT_SIZE: list(input_size),
+            Meta.NUM_CLASSES: num_classes,
         }
 
 
@@ -282,7 +287,7 @@ class _Parser:
         space = self.space()
         fixed = self.fixed(space)
         proxy = self.proxy()
-        pruning = self.pruning([OBJECTIVES[o] for o in objectives], sampler)
+        pruning = self.pruning([OBJECTIVES[o].direction for o in objectives], sampler)
 
         spec = StudySpec(
             name=name, description=description, source=self.source, text=self.text, data=d,
@@ -455,53 +460,12 @@ def _kind(value: Any) -> str:
 # --- the Optuna study: create, queue a grid, resume -------------------------------------------------
 
 
-FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
-META_ATTR = "gcsearch"
 SETUP_QUIET_S = 5.0  # a study with no metadata whose trial count has not moved for this long: its creator died
-
-
-@dataclass(frozen=True)
-class Counts:
-    """Trials of a study by state. `finished` is what `--trials` counts: COMPLETE or PRUNED, not reused."""
-
-    complete: int = 0
-    pruned: int = 0
-    failed: int = 0
-    running: int = 0
-    waiting: int = 0
-    reused: int = 0
-
-    @property
-    def finished(self) -> int:
-        return self.complete + self.pruned - self.reused
-
-
-def count_trials(trials: list[FrozenTrial]) -> Counts:
-    by_state = {s: 0 for s in TrialState}
-    reused = 0
-    for t in trials:
-        by_state[t.state] += 1
-        if t.state in FINISHED_STATES and "reused_from" in t.user_attrs:
-            reused += 1
-    return Counts(complete=by_state[TrialState.COMPLETE], pruned=by_state[TrialState.PRUNED],
-                  failed=by_state[TrialState.FAIL], running=by_state[TrialState.RUNNING],
-                  waiting=by_state[TrialState.WAITING], reused=reused)
-
-
-def point_of(trial: FrozenTrial) -> tuple[str, int] | None:
-    """A trial's (candidate key, repeat), when it knows them."""
-    key, repeat = trial.user_attrs.get("key"), trial.user_attrs.get("repeat")
-    return (key, int(repeat)) if isinstance(key, str) and isinstance(repeat, int) else None
-
-
-def is_final_failure(trial: FrozenTrial) -> bool:
-    """A FAIL that would fail again the same way: the loss diverged (same seed, same proxy, same NaN)."""
-    return trial.state == TrialState.FAIL and str(trial.user_attrs.get("fail_reason", "")).startswith("diverged")
 
 
 def point_attrs(candidate: Candidate | ArchSpec, repeat: int) -> dict[str, Any]:
     spec = candidate.spec if isinstance(candidate, Candidate) else candidate
-    return {"spec": spec.to_dict(), "key": spec.key, "label": spec.label(), "repeat": repeat}
+    return {Attr.SPEC: spec.to_dict(), Attr.KEY: spec.key, Attr.LABEL: spec.label(), Attr.REPEAT: repeat}
 
 
 def make_sampler(spec: StudySpec, seed: int, target: int) -> optuna.samplers.BaseSampler:
@@ -536,7 +500,7 @@ def open_study(spec: StudySpec, storage: optuna.storages.BaseStorage, meta: dict
         study = optuna.load_study(study_name=spec.name, **kwargs)
     else:
         queued = queue_points(study, spec.grid()) if spec.is_grid else 0
-        study.set_user_attr(META_ATTR, meta)
+        study.set_user_attr(STUDY_META, meta)
         return study, meta, queued
 
     stored = _wait_for_meta(study)
@@ -551,18 +515,18 @@ def open_study(spec: StudySpec, storage: optuna.storages.BaseStorage, meta: dict
         # One at a time: machines resuming together would each see a point missing and each queue it.
         with exclusive(storage, f"gcsearch: queue {spec.name}"):
             queued = queue_missing(study, spec)
-    if stored is meta or stored.get("study_file") != meta["study_file"]:
+    if stored is meta or stored.get(Meta.STUDY_FILE) != meta[Meta.STUDY_FILE]:
         # The space, budget or sampler may change between runs; the stored file is the latest one.
-        stored = {**stored, **{k: meta[k] for k in ("study_file", "study", "sampler", "repeats", "constraints",
-                                                     "version") if k in meta}}
-        study.set_user_attr(META_ATTR, stored)
+        stored = {**stored, **{k: meta[k] for k in (Meta.STUDY_FILE, Meta.STUDY, Meta.SAMPLER, Meta.REPEATS,
+                                                     Meta.CONSTRAINTS, Meta.VERSION) if k in meta}}
+        study.set_user_attr(STUDY_META, stored)
     return study, stored, queued
 
 
 def _wait_for_meta(study: optuna.Study) -> dict[str, Any] | None:
     last_count, last_change = -1, time.monotonic()
     while True:
-        meta = study.user_attrs.get(META_ATTR)
+        meta = study.user_attrs.get(STUDY_META)
         if isinstance(meta, dict):
             return meta
         count = len(study.get_trials(deepcopy=False))
@@ -578,35 +542,34 @@ def check_resumable(spec: StudySpec, stored: dict[str, Any], meta: dict[str, Any
     """Refuse to add trials that would not be comparable with the stored ones (InputError, exit 2)."""
     name = f"study {spec.name!r}" + (f" in {where}" if where else "")
     fix = "give the study another name, use another --storage, or restore the earlier settings"
-    if stored.get("proxy_fingerprint") != meta["proxy_fingerprint"]:
-        old, new = stored.get("proxy") or {}, meta["proxy"]
+    if stored.get(Meta.PROXY_FINGERPRINT) != meta[Meta.PROXY_FINGERPRINT]:
+        old, new = stored.get(Meta.PROXY) or {}, meta[Meta.PROXY]
         diffs = [f"{k}: {old.get(k)!r} stored, {new.get(k)!r} now" for k in sorted(set(old) | set(new))
                  if k != "data_dir" and old.get(k) != new.get(k)]
         detail = "; ".join(diffs) if diffs else "a different fingerprint"
         raise InputError(f"--study: {name} was run with other proxy settings ({detail}); trials from different "
                          f"proxies must not share one table: {fix}")
-    old_objectives = [o.get("name") for o in stored.get("objectives") or ()]
+    old_objectives = [o.get("name") for o in stored.get(Meta.OBJECTIVES) or ()]
     if old_objectives != list(spec.objectives) or [d.name.lower() for d in study.directions] != spec.directions:
         raise InputError(f"{spec.source}:objectives: {name} has objectives {old_objectives}, this file says "
                          f"{list(spec.objectives)}: {fix}")
-    for key in ("backbone", "width", "depth"):
+    for key in (Meta.BACKBONE, Meta.WIDTH, Meta.DEPTH):
         if key in stored and stored[key] != meta[key]:
             raise InputError(f"{spec.source}:{key}: {name} was run with {key} {stored[key]!r}, this file says "
                              f"{meta[key]!r}: {fix}")
-    if check_seed and stored.get("seed", meta["seed"]) != meta["seed"]:
-        raise InputError(f"--seed: {name} was started with seed {stored.get('seed')}, not {meta['seed']}; "
+    if check_seed and stored.get(Meta.SEED, meta[Meta.SEED]) != meta[Meta.SEED]:
+        raise InputError(f"--seed: {name} was started with seed {stored.get(Meta.SEED)}, not {meta[Meta.SEED]}; "
                          "run it without --seed to resume it")
 
 
 def queue_points(study: optuna.Study, points: list[tuple[Candidate, int]]) -> int:
     """Queue (candidate, repeat) points as WAITING trials; a worker claims each one exactly once."""
     for cand, repeat in points:
-        study.enqueue_trial({"candidate": cand.label}, user_attrs=point_attrs(cand, repeat))
+        study.enqueue_trial({GRID_PARAM: cand.label}, user_attrs=point_attrs(cand, repeat))
     return len(points)
 
 
 def queue_missing(study: optuna.Study, spec: StudySpec) -> int:
     """Queue the grid points that have no queued, running, finished or diverged trial."""
-    present = {p for t in study.get_trials(deepcopy=False)
-               if (p := point_of(t)) is not None and (t.state != TrialState.FAIL or is_final_failure(t))}
-    return queue_points(study, [(c, r) for c, r in spec.grid() if (c.key, r) not in present])
+    taken = taken_points(study.get_trials(deepcopy=False))
+    return queue_points(study, [(c, r) for c, r in spec.grid() if (c.key, r) not in taken])

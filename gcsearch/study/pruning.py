@@ -52,7 +52,7 @@ Assumptions of "front", and where it can be wrong:
    generated set, candidates look alike until the last epochs: there, raise `warmup_epochs` and `margin`.
 3. Only feasible finished trials dominate (an infeasible trial can never be on the front, so losing to it
    says nothing), only COMPLETE ones (a pruned trial's curve stops early), and never a trial of the same
-   candidate (user attr "key"): a repeat measures that candidate's seed noise, and pruning it would bias
+   candidate (user attr `key`): a repeat measures that candidate's seed noise, and pruning it would bias
    the candidate's mean. Repeats do count towards the headroom: they are curves like any other.
 4. Pruning at the last epoch saves nothing and throws away a finished result, so no rule prunes there
    (the number of epochs comes from the study's proxy settings, or else the finished trials' curves).
@@ -72,6 +72,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from gcsearch.contract import Attr, objective_names, proxy_settings, study_meta
 from gcsearch.errors import InputError
 
 RULES = ("none", "front", "median", "successive_halving", "hyperband")
@@ -248,14 +249,14 @@ class EpochPruner:
             raise ValueError(f"costs: missing objective {exc.args[0]!r}; expected {cost_names}") from None
         if total_epochs is None:
             # No proxy settings in the study: the finished curves say how long training is.
-            longest = max((len(t.user_attrs.get("accuracies") or ()) for t in complete), default=0)
+            longest = max((len(t.user_attrs.get(Attr.ACCURACIES) or ()) for t in complete), default=0)
             if longest and epoch >= longest:
                 return None
         finished = list(_finished_at(complete, epoch, len(cost_names)))
         verdict = front_verdict(best, ours, finished, self.margin)
         if verdict is not None and verdict[0].key is not None:
             # Only now read our own key: repeats of this candidate must not prune it.
-            key = trial.user_attrs.get("key")
+            key = trial.user_attrs.get(Attr.KEY)
             if key is not None and verdict[0].key == key:
                 verdict = front_verdict(best, ours, finished, self.margin, key=key)
         if verdict is None:
@@ -291,16 +292,16 @@ class EpochPruner:
         return f"epoch {epoch}: {accuracy:.2f}% is {why} ({type(self.optuna_pruner).__name__})"
 
     def _info(self, study: optuna.Study, costs: Mapping[str, float]) -> tuple[list[str], int | None]:
-        """Objective names and proxy epochs, read once per study from its "gcsearch" user attr."""
+        """Objective names and proxy epochs, read once per study from its metadata."""
         cached = self._study_info.get(study.study_name)
         if cached is not None:
             return cached
-        meta = study.user_attrs.get("gcsearch") or {}
-        names = [str(o["name"]) for o in meta.get("objectives") or ()]
+        meta = study_meta(study.user_attrs)
+        names = [str(name) for name in objective_names(meta)]
         if len(names) != len(self.directions):
             # No metadata (a study not made by gcsearch): accuracy first, then the costs in the order given.
             names = ["accuracy", *list(costs)[: len(self.directions) - 1]]
-        epochs = (meta.get("proxy") or {}).get("epochs")
+        epochs = proxy_settings(meta).get("epochs")
         info = (names, int(epochs) if isinstance(epochs, int) and not isinstance(epochs, bool) else None)
         self._study_info[study.study_name] = info
         return info
@@ -309,7 +310,7 @@ class EpochPruner:
 def _finished_at(trials: Iterable[FrozenTrial], epoch: int, n_costs: int) -> Iterable[Finished]:
     """Feasible finished trials whose curve reaches past `epoch`, with finite accuracies and costs."""
     for t in trials:
-        accuracies = t.user_attrs.get("accuracies")
+        accuracies = t.user_attrs.get(Attr.ACCURACIES)
         values = t.values
         if not accuracies or len(accuracies) <= epoch or values is None or len(values) != n_costs + 1:
             continue
@@ -320,7 +321,7 @@ def _finished_at(trials: Iterable[FrozenTrial], epoch: int, n_costs: int) -> Ite
         costs = tuple(float(v) for v in values[1:])
         if not seen or not math.isfinite(final) or not all(math.isfinite(c) for c in costs):
             continue
-        yield Finished(t.number, max(seen), final, costs, t.user_attrs.get("key"))
+        yield Finished(t.number, max(seen), final, costs, t.user_attrs.get(Attr.KEY))
 
 
 def _fmt(value: float, digits: int = 3) -> str:

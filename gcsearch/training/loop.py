@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gcsearch.contract import DIVERGED, fail_reason
 from gcsearch.errors import InputError
 from gcsearch.training.data import DATASETS, SYNTHETIC_VERSION, ProxyData
 
@@ -112,10 +113,10 @@ class TrainResult:
 
 
 class Diverged(RuntimeError):
-    """The training loss became NaN or infinite."""
+    """The training loss became NaN or infinite. Its message is the trial's fail reason ("diverged: ...")."""
 
-    def __init__(self, epoch: int, message: str) -> None:
-        super().__init__(message)
+    def __init__(self, epoch: int, detail: str) -> None:
+        super().__init__(fail_reason(DIVERGED, detail))
         self.epoch = epoch
 
 
@@ -333,7 +334,7 @@ def train_candidate(
 def _check_finite(loss_sum: torch.Tensor, epoch: int, step: int) -> None:
     value = float(loss_sum)
     if not math.isfinite(value):
-        raise Diverged(epoch, f"diverged: loss is {value} at epoch {epoch} (step {step})")
+        raise Diverged(epoch, f"loss is {value} at epoch {epoch} (step {step})")
 
 
 @torch.no_grad()
