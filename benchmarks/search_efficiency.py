@@ -39,7 +39,8 @@ from typing import Any
 
 from gcsearch.report.build import build_report
 from gcsearch.run.worker import Reporter, RunOptions, TrialOutcome, prepare, work
-from gcsearch.storage.reader import StudyData, TrialRecord, load_study
+from gcsearch.storage.reader import read_study
+from gcsearch.storage.records import StudyData, TrialRecord
 from gcsearch.study.pruning import Finished, front_verdict, make_pruner
 
 try:
@@ -351,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
         seconds = float("nan")
         if not (args.reuse and (workdir / f"{tag}.db").exists()):
             storage, _, seconds = run_search(tag, path, workdir, args.device)
-        data = load_study(storage, f"joint-{tag}")
+        data = read_study(storage, f"joint-{tag}")
         done[name] = Result(name, storage, data.name, data, seconds)
     results = [done[name] for name in runs]
 

@@ -111,7 +111,8 @@ def cli_output(*args: str) -> tuple[int, str, str]:
 def postgres_url_or_skip() -> str:
     """The test PostgreSQL URL: skip when GCSEARCH_TEST_POSTGRES_URL is unset, fail when it is set but unreachable."""
     from gcsearch.errors import RuntimeFailure
-    from gcsearch.storage.writer import mask_url, open_storage
+    from gcsearch.storage.urls import mask_url
+    from gcsearch.storage.writer import open_storage
 
     url = os.environ.get("GCSEARCH_TEST_POSTGRES_URL")
     if not url:

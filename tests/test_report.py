@@ -21,13 +21,12 @@ from gcsearch.errors import InputError
 from gcsearch.report.build import (
     build_report,
     hypervolume,
-    list_studies,
-    load_study,
     nondominated_ranks,
     read_report,
     short_label,
 )
-from gcsearch.storage.reader import constraints_from_system_attrs
+from gcsearch.storage.reader import list_studies, read_study
+from gcsearch.storage.records import constraints_from_system_attrs
 
 
 @pytest.fixture(scope="module")
@@ -177,7 +176,7 @@ def test_front_view_when_no_dimension_stands_out(tmp_path):
 
 
 def test_unknown_names_raise_input_errors(storage):
-    data = load_study(storage)
+    data = read_study(storage)
     for kwargs, field in (({"objectives": "accuracy,size"}, "objectives"), ({"by": "colour"}, "by"),
                           ({"sort": "speed"}, "sort"), ({"top": 0}, "top"),
                           ({"objectives": "accuracy,accuracy"}, "objectives"),

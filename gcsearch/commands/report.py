@@ -16,9 +16,11 @@ from rich.text import Text
 from gcsearch.commands import console, err_console
 from gcsearch.contract import Attr, Meta, objective_names, proxy_settings
 from gcsearch.errors import InputError
-from gcsearch.report.build import DEFAULT_STORAGE, SORT_KEYS, SPEC_DIMS, Report, list_studies, load_trial, read_report
+from gcsearch.report.build import SORT_KEYS, SPEC_DIMS, Report, read_report
 from gcsearch.report.formats import FORMATS, display_columns, header_lines, render, text_table, text_table_width
-from gcsearch.storage.reader import StudySummary, TrialRecord, masked
+from gcsearch.storage.reader import list_studies, read_trial
+from gcsearch.storage.records import StudySummary, TrialRecord
+from gcsearch.storage.urls import DEFAULT_STORAGE, mask_url
 
 StorageOption = Annotated[str, typer.Option(
     "--storage", metavar="URL", envvar="GCSEARCH_STORAGE",
@@ -166,9 +168,10 @@ def studies(
         console.file.write(json.dumps([_study_dict(s) for s in found], indent=2) + "\n")
         return
     if not found:
-        console.print(f"no study in {masked(storage)}", highlight=False)
+        console.print(f"no study in {mask_url(storage)}", highlight=False)
         return
-    table = Table(title=f"Studies in {masked(storage)}", title_justify="left", header_style="bold", box=box.SIMPLE_HEAD)
+    table = Table(title=f"Studies in {mask_url(storage)}", title_justify="left", header_style="bold",
+                  box=box.SIMPLE_HEAD)
     for title, justify in (("study", "left"), ("complete", "right"), ("pruned", "right"), ("failed", "right"),
                            ("running", "right"), ("dataset", "left"), ("objectives", "left"),
                            ("last update", "left")):
@@ -207,7 +210,7 @@ def show(
       gcsearch show 12 --study placement
       gcsearch show 12 -s placement --json | jq .user_attrs.accuracies
     """
-    summary, record = load_trial(storage, study, trial)
+    summary, record = read_trial(storage, study, trial)
     data = _trial_dict(summary, record)
     if as_json:
         console.file.write(json.dumps(data, indent=2, default=str) + "\n")

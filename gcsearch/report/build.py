@@ -36,19 +36,13 @@ from gcsearch.contract import OBJECTIVES, Attr, Meta, Objective, objective_names
 from gcsearch.errors import InputError
 from gcsearch.space.spec import BLOCK_SETS, BLOCKS, COMPONENTS, CONTEXTS, FUSIONS, NORMS, SPEC_FIELDS
 from gcsearch.space.vocabulary import BACKBONES, POSITIONS, STAGES
-from gcsearch.storage.reader import (
-    DEFAULT_STORAGE,
-    StudyData,
-    StudySummary,
-    TrialRecord,
-    list_studies,
-    load_study,
-    load_trial,
-)
+from gcsearch.storage.reader import read_study
+from gcsearch.storage.records import StudyData, StudySummary, TrialRecord
+from gcsearch.storage.urls import DEFAULT_STORAGE
 
 __all__ = [
     "DEFAULT_STORAGE", "OBJECTIVES", "SORT_KEYS", "SPEC_DIMS", "Objective", "Report", "Row",
-    "build_report", "hypervolume", "list_studies", "load_study", "load_trial", "nondominated_ranks",
+    "build_report", "hypervolume", "nondominated_ranks",
     "read_report", "short_label",
 ]
 
@@ -203,7 +197,7 @@ class Report:
 # -- entry points -------------------------------------------------------------------------------------
 def read_report(storage: str = DEFAULT_STORAGE, study: str | None = None, **options: Any) -> Report:
     """Load `study` from `storage` read-only and build its report (options as for `build_report`)."""
-    return build_report(load_study(storage, study, user_keys=REPORT_KEYS), **options)
+    return build_report(read_study(storage, study, user_keys=REPORT_KEYS), **options)
 
 
 def build_report(data: StudyData, objectives: Sequence[str] | str | None = None, *, by: str | None = None,

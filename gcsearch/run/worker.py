@@ -54,15 +54,8 @@ from gcsearch.contract import (
 )
 from gcsearch.errors import InputError, RuntimeFailure
 from gcsearch.space.spec import ArchSpec
-from gcsearch.storage.writer import (
-    DEFAULT_HEARTBEAT,
-    DEFAULT_STORAGE,
-    STORAGE_ERRORS,
-    describe_error,
-    mask_url,
-    open_storage,
-    storage_failure,
-)
+from gcsearch.storage.urls import DEFAULT_STORAGE, mask_url
+from gcsearch.storage.writer import DEFAULT_HEARTBEAT, STORAGE_ERRORS, describe_error, open_storage, storage_failure
 from gcsearch.study.file import StudySpec, load_study, make_sampler, open_study, point_attrs
 
 MAX_FAILURES_IN_A_ROW = 5  # a tpe/nsga2/random worker stops (exit 1) after this many failed trials in a row

@@ -20,13 +20,9 @@ Read-only by construction:
 from __future__ import annotations
 
 import datetime as dt
-import json
-import math
-import os
 import sqlite3
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -34,77 +30,24 @@ from urllib.parse import quote
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
-from gcsearch.contract import study_meta
 from gcsearch.errors import InputError, RuntimeFailure
-
-DEFAULT_STORAGE = "sqlite:///gcsearch.db"
-STATES = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
-CONSTRAINTS_KEY = "constraints"  # Optuna's system-attribute key: "constraints:<name>" (and an old list form)
+from gcsearch.storage.records import (
+    CONSTRAINTS_KEY,
+    STATES,
+    StudyData,
+    StudySummary,
+    TrialRecord,
+    constraints_from_system_attrs,
+    loads,
+    loads_cached,
+    parse_datetime,
+    stored_value,
+)
+from gcsearch.storage.urls import DEFAULT_STORAGE, first_line, mask_url
 
 
 class StorageError(InputError):
     """The storage URL or the file it names cannot be read as an Optuna database."""
-
-
-@dataclass
-class TrialRecord:
-    """One trial as stored: state, objective values, user attributes, constraints."""
-
-    number: int
-    trial_id: int
-    state: str
-    values: list[float] | None
-    user_attrs: dict[str, Any]
-    constraints: dict[str, float]
-    datetime_start: dt.datetime | None = None
-    datetime_complete: dt.datetime | None = None
-    params: dict[str, Any] = field(default_factory=dict)
-    system_attrs: dict[str, Any] = field(default_factory=dict)
-    intermediate_values: dict[int, float] = field(default_factory=dict)
-
-    @property
-    def feasible(self) -> bool:
-        return all(v <= 0.0 for v in self.constraints.values())
-
-    @property
-    def duration_s(self) -> float | None:
-        if self.datetime_start is None or self.datetime_complete is None:
-            return None
-        return (self.datetime_complete - self.datetime_start).total_seconds()
-
-
-@dataclass
-class StudySummary:
-    """A study at a glance: trial counts by state and the time of the last change."""
-
-    name: str
-    study_id: int
-    directions: list[str]
-    counts: dict[str, int]
-    last_update: dt.datetime | None
-    user_attrs: dict[str, Any]
-
-    @property
-    def n_trials(self) -> int:
-        return sum(self.counts.values())
-
-    @property
-    def meta(self) -> dict[str, Any]:
-        """The study's metadata (`gcsearch.contract.Meta`; {} for a study not written by gcsearch)."""
-        return study_meta(self.user_attrs)
-
-
-@dataclass
-class StudyData:
-    """A study and its trials, read in one pass."""
-
-    summary: StudySummary
-    trials: list[TrialRecord]
-    storage: str
-
-    @property
-    def name(self) -> str:
-        return self.summary.name
 
 
 # -- connection ---------------------------------------------------------------------------------------
@@ -116,14 +59,6 @@ def normalize_url(storage: str) -> str:
     if "://" not in storage:
         return "sqlite:///" + storage
     return storage
-
-
-def masked(storage: str) -> str:
-    """`storage` as it may be printed or exported: any password replaced by ***."""
-    try:
-        return sa.make_url(storage).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - connect() has already refused a malformed URL
-        return "<unparsable storage URL>"
 
 
 def sqlite_path(url: sa.URL) -> Path:
@@ -188,7 +123,7 @@ class Reader:
     def __init__(self, storage: str) -> None:
         url = normalize_url(storage)
         self.engine = connect(url)
-        self.storage = masked(url)  # what messages and reports show: never the password
+        self.storage = mask_url(url)  # what messages and reports show: never the password
         self._checked = False
 
     def __enter__(self) -> Reader:
@@ -207,7 +142,7 @@ class Reader:
             self._raise(exc)
 
     def _raise(self, exc: sa.exc.DatabaseError) -> None:
-        message = str(getattr(exc, "orig", exc)).splitlines()[0]
+        message = first_line(exc)
         where = self.storage
         if "no such table" in message or "does not exist" in message and "relation" in message:
             raise StorageError(f"storage: {where} is not an Optuna database ({message})") from None
@@ -236,7 +171,7 @@ class Reader:
                     last[sid] = stamp
         attrs: dict[int, dict[str, Any]] = {}
         for sid, key, value in self._rows("SELECT study_id, key, value_json FROM study_user_attributes"):
-            attrs.setdefault(sid, {})[key] = _loads(value)
+            attrs.setdefault(sid, {})[key] = loads(value)
         out = []
         for sid, name in names:
             state_counts = {s: counts.get(sid, Counter()).get(s, 0) for s in STATES}
@@ -292,7 +227,7 @@ class Reader:
         values: dict[int, dict[int, float]] = {}
         for trial_id, objective, value, value_type in self._rows(
                 f"SELECT a.trial_id, a.objective, a.value, a.value_type FROM trial_values a {join}", **params):
-            values.setdefault(trial_id, {})[objective] = _stored_value(value, value_type)
+            values.setdefault(trial_id, {})[objective] = stored_value(value, value_type)
         for trial_id, by_objective in values.items():
             if trial_id in records:
                 records[trial_id].values = [by_objective[k] for k in sorted(by_objective)]
@@ -307,7 +242,7 @@ class Reader:
                 f"SELECT a.trial_id, a.key, a.value_json FROM trial_user_attributes a {join}{key_filter}", **params):
             record = records.get(trial_id)
             if record is not None:
-                record.user_attrs[key] = _loads_cached(value, cache)
+                record.user_attrs[key] = loads_cached(value, cache)
 
         system_filter = "" if full else f" AND a.key LIKE '{CONSTRAINTS_KEY}%'"
         for trial_id, key, value in self._rows(
@@ -315,7 +250,7 @@ class Reader:
                 **{"sid": sid}):
             record = records.get(trial_id)
             if record is not None:
-                record.system_attrs[key] = _loads(value)
+                record.system_attrs[key] = loads(value)
         for record in records.values():
             record.constraints = constraints_from_system_attrs(record.system_attrs)
         if full:
@@ -339,10 +274,10 @@ class Reader:
                 f"FROM trial_intermediate_values a {join}", sid=sid):
             record = records.get(trial_id)
             if record is not None:
-                record.intermediate_values[int(step)] = _stored_value(value, value_type)
+                record.intermediate_values[int(step)] = stored_value(value, value_type)
 
 
-def load_study(storage: str = DEFAULT_STORAGE, study: str | None = None,
+def read_study(storage: str = DEFAULT_STORAGE, study: str | None = None,
                user_keys: Iterable[str] | None = None) -> StudyData:
     """Read a study and its trials (all user attributes, or only `user_keys`)."""
     with Reader(storage) as reader:
@@ -357,7 +292,7 @@ def list_studies(storage: str = DEFAULT_STORAGE) -> list[StudySummary]:
         return reader.studies()
 
 
-def load_trial(storage: str, study: str | None, number: int) -> tuple[StudySummary, TrialRecord]:
+def read_trial(storage: str, study: str | None, number: int) -> tuple[StudySummary, TrialRecord]:
     """One trial in full: every attribute, parameter and intermediate value."""
     with Reader(storage) as reader:
         summary = reader.study(study)
@@ -367,73 +302,3 @@ def load_trial(storage: str, study: str | None, number: int) -> tuple[StudySumma
             span = f"trials 0..{n - 1}" if n else "no trials yet"
             raise InputError(f"trial: study {summary.name!r} has no trial {number} ({span})")
         return summary, found[0]
-
-
-# -- decoding -----------------------------------------------------------------------------------------
-def constraints_from_system_attrs(system_attrs: dict[str, Any]) -> dict[str, float]:
-    """Constraint values as Optuna stores them: "constraints:<name>" keys, or the older list under "constraints"."""
-    out: dict[str, float] = {}
-    old = system_attrs.get(CONSTRAINTS_KEY)
-    if isinstance(old, list):
-        out.update({str(i): float(v) for i, v in enumerate(old)})
-    prefix = CONSTRAINTS_KEY + ":"
-    for key, value in system_attrs.items():
-        if key.startswith(prefix):
-            out[key[len(prefix):]] = float(value)
-    return out
-
-
-def parse_datetime(value: Any) -> dt.datetime | None:
-    """Optuna stores naive UTC; return an aware UTC datetime (SQLite hands back text)."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        try:
-            value = dt.datetime.fromisoformat(value)
-        except ValueError:
-            return None
-    if isinstance(value, dt.datetime):
-        return value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value
-    return None
-
-
-def _stored_value(value: float | None, value_type: Any) -> float:
-    kind = str(value_type).upper()
-    if kind.endswith("INF_POS"):
-        return math.inf
-    if kind.endswith("INF_NEG"):
-        return -math.inf
-    if kind.endswith("NAN") or value is None:
-        return math.nan
-    return float(value)
-
-
-def _loads(text: str | None) -> Any:
-    if text is None:
-        return None
-    try:
-        return json.loads(text)
-    except (TypeError, ValueError):
-        return text
-
-
-def _loads_cached(text: str | None, cache: dict[str, Any]) -> Any:
-    # Specs, labels and version dicts repeat across trials; decoding each distinct string once is cheaper.
-    # Only short strings are cached, and lists/dicts are shared read-only by the report.
-    if text is None or len(text) > 2048:
-        return _loads(text)
-    try:
-        return cache[text]
-    except KeyError:
-        value = cache[text] = _loads(text)
-        return value
-
-
-def sqlite_file(storage: str) -> str | None:
-    """The file behind a SQLite URL (None for other back ends)."""
-    text = normalize_url(storage)
-    try:
-        url = sa.make_url(text)
-    except Exception:  # noqa: BLE001
-        return None
-    return os.fspath(sqlite_path(url)) if url.get_backend_name() == "sqlite" else None

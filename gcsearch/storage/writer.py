@@ -31,24 +31,16 @@ import sqlalchemy
 from sqlalchemy.engine import Engine, make_url
 
 from gcsearch.errors import InputError, RuntimeFailure
+from gcsearch.storage.urls import DEFAULT_STORAGE, first_line, mask_url, sqlite_file
 
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows: no flock, SQLite files are not locked by `exclusive`
     fcntl = None
 
-DEFAULT_STORAGE = "sqlite:///gcsearch.db"
 DEFAULT_HEARTBEAT = 10  # seconds between a running trial's heartbeats
 BUSY_TIMEOUT_S = 60.0
 _IMMEDIATE: weakref.WeakSet[Engine] = weakref.WeakSet()  # SQLite engines whose transactions BEGIN IMMEDIATE
-
-
-def mask_url(url: str) -> str:
-    """The URL as it may be printed: any password replaced by ***."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return "<unparsable storage URL>"
 
 
 def parse_url(url: str) -> sqlalchemy.URL:
@@ -91,18 +83,19 @@ def _begin_immediate(conn: sqlalchemy.Connection) -> None:
 
 def engine_kwargs(url: sqlalchemy.URL) -> dict[str, Any]:
     """SQLAlchemy engine options for `url`: SQLite gets WAL, a busy timeout and BEGIN IMMEDIATE."""
-    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+    path = sqlite_file(url)
+    if path is None:
         return {"pool_pre_ping": True} if url.get_backend_name() != "sqlite" else {}
-    return {"creator": _sqlite_creator(url.database)}
+    return {"creator": _sqlite_creator(path)}
 
 
 def open_storage(url: str = DEFAULT_STORAGE, heartbeat: int = DEFAULT_HEARTBEAT,
                  grace: int | None = None) -> optuna.storages.RDBStorage:
     """An RDBStorage for `url` with heartbeats. InputError for a bad URL, RuntimeFailure when unreachable."""
     parsed = parse_url(url)
-    sqlite_file = parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:"
-    if sqlite_file:
-        path = Path(parsed.database).expanduser().resolve()
+    database = sqlite_file(parsed)
+    if database is not None:
+        path = Path(database).expanduser().resolve()
         if not path.parent.is_dir():
             raise InputError(f"--storage: the folder {str(path.parent)!r} for {mask_url(url)} does not exist")
         check_sqlite_file(path)
@@ -117,15 +110,15 @@ def open_storage(url: str = DEFAULT_STORAGE, heartbeat: int = DEFAULT_HEARTBEAT,
                 heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3),
             )
         except (sqlalchemy.exc.DatabaseError, sqlalchemy.exc.InterfaceError) as exc:
-            if sqlite_file:
-                raise RuntimeFailure(f"--storage: cannot open {mask_url(url)}: {_first_line(exc, parsed)}"
+            if database is not None:
+                raise RuntimeFailure(f"--storage: cannot open {mask_url(url)}: {first_line(exc, parsed)}"
                                      f"{_sqlite_hint(path)}") from None
-            raise RuntimeFailure(f"--storage: cannot reach {mask_url(url)}: {_first_line(exc, parsed)}") from None
+            raise RuntimeFailure(f"--storage: cannot reach {mask_url(url)}: {first_line(exc, parsed)}") from None
         except optuna.exceptions.StorageInternalError as exc:
             cause = exc.__cause__ if exc.__cause__ is not None else exc
-            raise RuntimeFailure(f"--storage: cannot use {mask_url(url)}: {_first_line(cause, parsed)}") from None
+            raise RuntimeFailure(f"--storage: cannot use {mask_url(url)}: {first_line(cause, parsed)}") from None
         except RuntimeError as exc:  # Optuna: a database made by another (newer) Optuna schema
-            raise RuntimeFailure(f"--storage: cannot use {mask_url(url)}: {_first_line(exc, parsed)}") from None
+            raise RuntimeFailure(f"--storage: cannot use {mask_url(url)}: {first_line(exc, parsed)}") from None
     if parsed.get_backend_name() == "sqlite":
         # From now on, not during Optuna's set-up: that nests two connections in one thread, and with
         # BEGIN IMMEDIATE the inner one would wait for the outer one's lock.
@@ -154,8 +147,8 @@ def exclusive(storage: optuna.storages.BaseStorage, name: str) -> Iterator[None]
                 conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), {"key": key})
                 conn.commit()
         return
-    database = engine.url.database if engine is not None else None
-    if backend == "sqlite" and database and database != ":memory:" and fcntl is not None:
+    database = sqlite_file(engine.url) if engine is not None else None
+    if database is not None and fcntl is not None:
         with open(database, "rb") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
@@ -211,9 +204,9 @@ def storage_failure(exc: BaseException, url: str, doing: str = "use") -> Runtime
     password masked, and for a SQLite file whether its folder is read-only or its disk full."""
     hint = ""
     try:
-        parsed = make_url(url)
-        if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
-            hint = _sqlite_hint(Path(parsed.database).expanduser().resolve())
+        database = sqlite_file(make_url(url))
+        if database is not None:
+            hint = _sqlite_hint(Path(database).expanduser().resolve())
     except Exception:
         pass
     return RuntimeFailure(f"--storage: cannot {doing} {mask_url(url)}: {describe_error(exc, url)}{hint}")
@@ -231,14 +224,4 @@ def describe_error(exc: BaseException, url: str | None = None) -> str:
             parsed = make_url(url)
         except Exception:
             parsed = None
-    return _first_line(inner, parsed)
-
-
-def _first_line(exc: BaseException, url: sqlalchemy.URL | None = None) -> str:
-    """The first line of a driver's error, with the URL's password (should a driver echo it) masked."""
-    orig = getattr(exc, "orig", None)
-    text = str(orig if orig is not None else exc).strip()
-    line = text.splitlines()[0] if text else type(exc).__name__
-    if url is not None and url.password:
-        line = line.replace(str(url.password), "***")
-    return line
+    return first_line(inner, parsed)

@@ -23,7 +23,7 @@ from sqlalchemy.engine import make_url
 from tcp_proxy import TcpProxy
 
 import gcsearch.training.loop
-from gcsearch.storage.writer import mask_url
+from gcsearch.storage.urls import mask_url
 
 
 @pytest.fixture
