@@ -20,8 +20,6 @@ from report_study import COSTS, SPECS, STUDY, build_hand_study, study_meta
 from gcsearch.errors import InputError
 from gcsearch.report.build import (
     build_report,
-    hypervolume,
-    nondominated_ranks,
     read_report,
     short_label,
 )
@@ -112,14 +110,10 @@ def union_volume(points, ref):
     return total
 
 
-def test_rank_and_hypervolume_functions_on_known_points():
-    loss = np.array([[1.0, 2.0, 3.0], [2.0, 1.0, 3.0], [2.0, 2.0, 3.0], [3.0, 3.0, 3.0], [1.0, 2.0, 3.0]])
-    assert nondominated_ranks(loss).tolist() == [1, 1, 2, 3, 1]  # equal points share a rank
-    # Boxes up to (4, 4, 4): 3*2*1 + 2*3*1 - 2*2*1 (their overlap) = 8.
-    assert hypervolume(loss[:2], np.array([4.0, 4.0, 4.0])) == pytest.approx(8.0)
-    assert hypervolume(np.array([[1.0, 3.0], [2.0, 1.0]]), np.array([4.0, 4.0])) == pytest.approx(3 * 1 + 2 * 2)
-    with pytest.raises(InputError, match="reference"):
-        hypervolume(loss[:2], np.array([1.5, 4.0, 4.0]))
+def test_a_reference_point_inside_the_front_is_refused(storage):
+    # The ranks and the hypervolume themselves are checked point by point in test_pareto.py.
+    with pytest.raises(InputError, match="reference: the reference point must be worse than every front point"):
+        read_report(storage, reference={"accuracy": 75.0, "flops": 4.0})
 
 
 def test_given_reference_point(storage):

@@ -3,15 +3,15 @@
 Reading goes through `gcsearch.storage.reader` (read-only, lock-free); output formats live in
 `gcsearch.report.formats`, the plot in `gcsearch.report.plot`. The analysis:
 
-- Candidate rows. Trials are grouped by the candidate's key (user attribute "key"): repeats with other
+- Candidate rows. Trials are grouped by the candidate's key (user attribute `key`): repeats with other
   seeds become one row with the mean, the sample standard deviation (n - 1) and n. A trial that carries
   `reused_from` repeats another trial's values and is counted once: it is skipped when the trial it copies
   is in the same row, and stands in for it otherwise.
 - Ranks. Finished (COMPLETE) rows that satisfy every constraint (Optuna stores each as a trial system
   attribute "constraints:<name>", feasible when <= 0) are sorted into non-dominated fronts over the chosen
-  objectives, with Optuna's own fast non-dominated sort; rank 1 is the Pareto front. Infeasible rows get no
+  objectives (`gcsearch.pareto`); rank 1 is the Pareto front. Infeasible rows get no
   rank; FAIL, PRUNED and RUNNING trials never make a row.
-- Hypervolume of the front, with Optuna's own exact computation, in the units the table shows
+- Hypervolume of the front, computed exactly (`gcsearch.pareto`), in the units the table shows
   (accuracy in %, FLOPs in G, params in M, latency in ms). The reference point is stated with it; unless
   given, each coordinate is the worst value of that objective among the ranked rows, moved away from the
   front by 10% of the objective's spread among them (by 10% of its magnitude when all rows share one value,
@@ -34,6 +34,7 @@ import numpy as np
 
 from gcsearch.contract import OBJECTIVES, Attr, Meta, Objective, objective_names, proxy_settings
 from gcsearch.errors import InputError
+from gcsearch.pareto import hypervolume, nondominated_ranks
 from gcsearch.space.spec import BLOCK_SETS, BLOCKS, COMPONENTS, CONTEXTS, FUSIONS, NORMS, SPEC_FIELDS
 from gcsearch.space.vocabulary import BACKBONES, POSITIONS, STAGES
 from gcsearch.storage.reader import read_study
@@ -42,7 +43,7 @@ from gcsearch.storage.urls import DEFAULT_STORAGE
 
 __all__ = [
     "DEFAULT_STORAGE", "OBJECTIVES", "SORT_KEYS", "SPEC_DIMS", "Objective", "Report", "Row",
-    "build_report", "hypervolume", "nondominated_ranks",
+    "build_report", "front_hypervolume",
     "read_report", "short_label",
 ]
 
@@ -236,7 +237,7 @@ def build_report(data: StudyData, objectives: Sequence[str] | str | None = None,
     front = sorted((r for r in ranked if r.pareto), key=lambda r: _front_order(r, metrics))
     ref = reference_point(loss, metrics, reference)
     front_loss = np.array([[m.sign * m.shown(r.metric(m.name)) for m in metrics] for r in front], dtype=float)
-    hv = hypervolume(front_loss, np.array([m.sign * ref[m.name] for m in metrics])) if front else None
+    hv = front_hypervolume(front_loss, np.array([m.sign * ref[m.name] for m in metrics])) if front else None
     rule = ("given" if reference else
             f"worst value among the {len(ranked)} ranked rows, shifted by {REFERENCE_MARGIN:.0%} of the spread")
 
@@ -257,7 +258,7 @@ def build_report(data: StudyData, objectives: Sequence[str] | str | None = None,
                          _trial_metric(t, "flops", objective_index), t.feasible,
                          _spec_of(t) is not None and _spec_of(t).get("block") == "none", _group_key(t))
               for t in complete]
-    devices = Counter(str(t.user_attrs.get("device")) for t in complete if t.user_attrs.get("device"))
+    devices = Counter(str(t.user_attrs.get(Attr.DEVICE)) for t in complete if t.user_attrs.get(Attr.DEVICE))
     return Report(study=data.name, storage=data.storage, summary=data.summary, objectives=metrics, rows=shown,
                   candidates=rows, front=front, hypervolume=hv, reference=ref, reference_rule=rule,
                   baseline=baseline, view=view, by=dim, points=points, devices=dict(devices.most_common()))
@@ -377,32 +378,13 @@ def set_deltas(row: Row, baseline: Row | None) -> None:
 
 
 # -- Pareto ---------------------------------------------------------------------------------------------
-def nondominated_ranks(loss: np.ndarray) -> np.ndarray:
-    """Non-dominated sorting ranks (1 = Pareto front) of rows of losses (lower is better in every column).
-
-    Uses Optuna's fast non-dominated sort, the one its NSGA samplers use. Equal points share a rank.
-    """
-    from optuna.study._multi_objective import _fast_non_domination_rank
-
-    loss = np.asarray(loss, dtype=float)
-    if loss.size == 0:
-        return np.zeros(0, dtype=int)
-    return _fast_non_domination_rank(loss) + 1
-
-
-def hypervolume(front_loss: np.ndarray, reference_loss: np.ndarray) -> float:
-    """Volume dominated by the points (losses) and bounded by the reference point, via Optuna's exact WFG."""
-    from optuna._hypervolume import compute_hypervolume
-
-    front_loss = np.asarray(front_loss, dtype=float)
-    reference_loss = np.asarray(reference_loss, dtype=float)
-    if front_loss.size == 0:
-        return 0.0
-    if np.any(front_loss > reference_loss):
-        raise InputError("reference: the reference point must be worse than every front point in every objective")
-    if front_loss.shape[1] == 1:
-        return float(reference_loss[0] - front_loss[:, 0].min())
-    return float(compute_hypervolume(front_loss, reference_loss))
+def front_hypervolume(front_loss: np.ndarray, reference_loss: np.ndarray) -> float:
+    """The front's hypervolume; InputError when a given reference point is not worse than every front point."""
+    try:
+        return hypervolume(front_loss, reference_loss)
+    except ValueError:
+        raise InputError("reference: the reference point must be worse than every front point in every objective"
+                         ) from None
 
 
 def reference_point(loss: np.ndarray, metrics: Sequence[Objective], given: dict[str, float] | None = None

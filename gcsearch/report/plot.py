@@ -12,7 +12,8 @@ import numpy as np
 
 from gcsearch.contract import OBJECTIVES
 from gcsearch.errors import InputError
-from gcsearch.report.build import Report, Row, nondominated_ranks
+from gcsearch.pareto import nondominated_ranks
+from gcsearch.report.build import Report, Row
 
 PLOT_SUFFIXES = (".png", ".svg")
 MAX_LABELS = 12

@@ -53,6 +53,7 @@ from gcsearch.contract import (
     taken_points,
 )
 from gcsearch.errors import InputError, RuntimeFailure
+from gcsearch.pareto import dominates
 from gcsearch.space.spec import ArchSpec
 from gcsearch.storage.urls import DEFAULT_STORAGE, mask_url
 from gcsearch.storage.writer import DEFAULT_HEARTBEAT, STORAGE_ERRORS, describe_error, open_storage, storage_failure
@@ -721,13 +722,8 @@ def best_candidates(trials: list[FrozenTrial], spec: StudySpec, limit: int = 5) 
                                           accuracy=accuracy, flops=first.user_attrs.get(Attr.FLOPS),
                                           params=first.user_attrs.get(Attr.PARAMS), trials=len(members))))
 
-    def dominated(row: tuple) -> bool:
-        acc, costs, _ = row
-        return any(o_acc >= acc and all(oc <= c for oc, c in zip(o_costs, costs, strict=True))
-                   and (o_acc > acc or any(oc < c for oc, c in zip(o_costs, costs, strict=True)))
-                   for o_acc, o_costs, _ in rows)
-
-    front = [r for r in rows if not dominated(r)]
+    losses = [(-accuracy, *costs) for accuracy, costs, _ in rows]
+    front = [r for r, loss in zip(rows, losses, strict=True) if not any(dominates(o, loss) for o in losses)]
     front.sort(key=lambda r: -r[0])
     return [b for _, _, b in front[:limit]]
 

@@ -74,6 +74,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from gcsearch.contract import Attr, objective_names, proxy_settings, study_meta
 from gcsearch.errors import InputError
+from gcsearch.pareto import dominates
 
 RULES = ("none", "front", "median", "successive_halving", "hyperband")
 OPTUNA_RULES = ("median", "successive_halving", "hyperband")
@@ -109,32 +110,23 @@ def headroom(finished: Iterable[Finished], best: float, margin: float) -> float 
     return max(0.0, *gains) if gains else None
 
 
-def dominates(other: Finished, accuracy: float, costs: Sequence[float]) -> bool:
-    """Whether `other` (its final accuracy and costs) dominates a trial with `accuracy` and `costs`.
-
-    Accuracy is maximized, every cost minimized; dominance needs every objective at least as good and one
-    strictly better.
-    """
-    if other.final < accuracy or any(o > c for o, c in zip(other.costs, costs, strict=True)):
-        return False
-    return other.final > accuracy or any(o < c for o, c in zip(other.costs, costs, strict=True))
-
-
 def find_dominator(
     accuracy: float,
     costs: Sequence[float],
     finished: Iterable[Finished],
     key: str | None = None,
 ) -> Finished | None:
-    """The finished trial with the highest final accuracy among those that dominate (`accuracy`, `costs`).
+    """The finished trial with the highest final accuracy among those that dominate (`accuracy`, `costs`):
+    every objective at least as good (accuracy up, costs down) and one strictly better.
 
     Trials of the same candidate (`key`) never count: they are repeats, not competitors.
     """
+    ours = (-accuracy, *costs)  # as losses: lower is better in every coordinate
     best: Finished | None = None
     for other in finished:
         if key is not None and other.key == key:
             continue
-        if dominates(other, accuracy, costs) and (best is None or other.final > best.final):
+        if dominates((-other.final, *other.costs), ours) and (best is None or other.final > best.final):
             best = other
     return best
 
