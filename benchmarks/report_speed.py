@@ -35,7 +35,7 @@ import sqlalchemy as sa
 from optuna.storages._rdb import models
 from optuna.trial import TrialState
 
-from gcsearch.space.spec import ArchSpec
+from gcsearch.space import ArchSpec
 
 OBJECTIVES = [{"name": "accuracy", "direction": "maximize"}, {"name": "flops", "direction": "minimize"}]
 MAX_FLOPS = 60_000_000

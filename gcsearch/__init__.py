@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gcsearch.space.spec import ArchSpec
+from gcsearch.space import ArchSpec
 
 __version__ = "0.1.0"
 __all__ = ["ArchSpec", "__version__", "build_model", "measure"]

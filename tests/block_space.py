@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 
-from gcsearch.space.spec import ACTS, CONTEXTS, FUSIONS, NORMS, TRANSFORMS
+from gcsearch.space.vocabulary import ACTS, CONTEXTS, FUSIONS, NORMS, TRANSFORMS
 
 RATIOS = (4, 8, 16, 32)
 

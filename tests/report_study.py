@@ -21,7 +21,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState, create_trial
 
-from gcsearch.space.spec import ArchSpec
+from gcsearch.space import ArchSpec
 
 G = 1_000_000_000
 M = 1_000_000

@@ -17,10 +17,10 @@ from gcsearch.model.blocks import (
     ContextBlock,
     FullTransform,
     NonLocalBlock,
-    create_block,
     create_transform,
 )
 from gcsearch.model.blocks.pooling import _AttentionPoolFn, attention_pool_reference
+from gcsearch.model.resnet import create_block
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

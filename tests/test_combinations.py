@@ -18,8 +18,7 @@ from hypothesis import strategies as st
 
 from gcsearch import ArchSpec, build_model
 from gcsearch.model.blocks import ContextBlock, NonLocalBlock
-from gcsearch.space.spec import BLOCK_SETS
-from gcsearch.space.vocabulary import POSITIONS
+from gcsearch.space.vocabulary import BLOCK_SETS, POSITIONS
 
 BACKBONES = ("proxy", "proxy_bottleneck")
 STAGE_SETS = (("c2",), ("c4",), ("c3", "c4", "c5"), ("c2", "c3", "c4", "c5"))

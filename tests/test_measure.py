@@ -11,8 +11,8 @@ from torch import nn
 
 from gcsearch import ArchSpec, measure
 from gcsearch.errors import InputError
-from gcsearch.model.blocks import create_block
 from gcsearch.model.cost import Measurement, clear_cache, count_flops
+from gcsearch.model.resnet import create_block
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from gcsearch.cli import main
-from gcsearch.space.spec import ArchSpec
+from gcsearch.space import ArchSpec
 from gcsearch.study.file import StudyFileError, builtin_studies, load_study, parse_study
 
 GOOD = """

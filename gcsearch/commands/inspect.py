@@ -12,12 +12,20 @@ from rich.table import Table
 
 from gcsearch.commands import console
 from gcsearch.errors import InputError
-from gcsearch.space.spec import ACTS, BLOCK_SETS, BLOCKS, CONTEXTS, FUSIONS, NORMS, TRANSFORMS, ArchSpec
-from gcsearch.space.vocabulary import BACKBONES, POSITIONS, STAGES
-
-# ArchSpec fields that an option sets; --spec FILE gives them all at once instead.
-SPEC_OPTIONS = ("backbone", "width", "depth", "block", "context", "transform", "norm", "act", "fusion", "ratio",
-                "stages", "position", "blocks")
+from gcsearch.space import ArchSpec
+from gcsearch.space.spec import SPEC_FIELDS
+from gcsearch.space.vocabulary import (
+    ACTS,
+    BACKBONES,
+    BLOCK_SETS,
+    BLOCKS,
+    CONTEXTS,
+    FUSIONS,
+    NORMS,
+    POSITIONS,
+    STAGES,
+    TRANSFORMS,
+)
 
 
 def _opt(name: str, help: str, metavar: str = "TEXT") -> Any:
@@ -81,7 +89,7 @@ def inspect(
       [dim]# a custom point on the proxy backbone, timed too[/]
       gcsearch inspect --block gc --fusion scale --norm none --latency
     """
-    given = {name: value for name, value in locals().items() if name in SPEC_OPTIONS and value is not None}
+    given = {name: value for name, value in locals().items() if name in SPEC_FIELDS and value is not None}
     spec = _read_spec(spec_file, given) if spec_file is not None else ArchSpec(**given)
     small = BACKBONES[spec.backbone].stem == "small"
     size = _parse_input_size(input_size) if input_size is not None else (3, 32, 32) if small else (3, 224, 224)

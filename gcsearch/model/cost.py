@@ -30,7 +30,7 @@ import torch
 
 from gcsearch.errors import InputError, RuntimeFailure
 from gcsearch.model.resnet import build_model
-from gcsearch.space.spec import ArchSpec
+from gcsearch.space import ArchSpec
 from gcsearch.space.vocabulary import BACKBONES, STAGES
 
 with warnings.catch_warnings():  # fvcore scripts a loss function at import; torch deprecates torch.jit.script

@@ -20,9 +20,19 @@ import torch
 from torch import nn
 
 from gcsearch.errors import InputError
-from gcsearch.model.blocks import create_block
-from gcsearch.space.spec import ArchSpec
+from gcsearch.model.blocks import ContextBlock, NonLocalBlock
+from gcsearch.space import ArchSpec
 from gcsearch.space.vocabulary import BACKBONES, STAGES, BackboneConfig, block_channels
+
+
+def create_block(spec: ArchSpec, channels: int) -> nn.Module | None:
+    """The context block that `spec` describes, for a feature map of `channels` channels; None for block none."""
+    if not spec.has_blocks:
+        return None
+    if spec.context == "nl":
+        return NonLocalBlock(channels)
+    return ContextBlock(channels, pooling=spec.context, transform=spec.transform, fusion=spec.fusion,
+                        ratio=spec.ratio, norm=spec.norm, act=spec.act)
 
 
 class BasicBlock(nn.Module):

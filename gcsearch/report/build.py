@@ -35,8 +35,18 @@ import numpy as np
 from gcsearch.contract import OBJECTIVES, Attr, Meta, Objective, objective_names, proxy_settings
 from gcsearch.errors import InputError
 from gcsearch.pareto import hypervolume, nondominated_ranks
-from gcsearch.space.spec import BLOCK_SETS, BLOCKS, COMPONENTS, CONTEXTS, FUSIONS, NORMS, SPEC_FIELDS
-from gcsearch.space.vocabulary import BACKBONES, POSITIONS, STAGES
+from gcsearch.space.spec import SPEC_FIELDS
+from gcsearch.space.vocabulary import (
+    BACKBONES,
+    BLOCK_SETS,
+    BLOCKS,
+    COMPONENTS,
+    CONTEXTS,
+    FUSIONS,
+    NORMS,
+    POSITIONS,
+    STAGES,
+)
 from gcsearch.storage.reader import read_study
 from gcsearch.storage.records import StudyData, StudySummary, TrialRecord
 from gcsearch.storage.urls import DEFAULT_STORAGE

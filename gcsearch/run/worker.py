@@ -54,7 +54,7 @@ from gcsearch.contract import (
 )
 from gcsearch.errors import InputError, RuntimeFailure
 from gcsearch.pareto import dominates
-from gcsearch.space.spec import ArchSpec
+from gcsearch.space import ArchSpec
 from gcsearch.storage.urls import DEFAULT_STORAGE, mask_url
 from gcsearch.storage.writer import DEFAULT_HEARTBEAT, STORAGE_ERRORS, describe_error, open_storage, storage_failure
 from gcsearch.study.file import StudySpec, load_study, make_sampler, open_study, point_attrs

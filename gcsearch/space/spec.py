@@ -14,30 +14,24 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from gcsearch.errors import SpecError
-from gcsearch.space.vocabulary import BACKBONES, POSITIONS, STAGES, block_channels
-
-CONTEXTS = ("att", "avg", "nl")
-TRANSFORMS = ("bottleneck", "full", "se")
-NORMS = ("ln", "none")
-ACTS = ("relu", "none")
-FUSIONS = ("add", "scale", "both")
-BLOCK_SETS = ("all", "last")
-
-# Each preset is a point of the three-step space. NL fixes its own transform and fusion.
-PRESETS: dict[str, dict[str, Any]] = {
-    "none": {},
-    "gc": {"context": "att", "transform": "bottleneck", "norm": "ln", "act": "relu", "fusion": "add"},
-    "snl": {"context": "att", "transform": "full", "fusion": "add"},
-    "se": {"context": "avg", "transform": "bottleneck", "norm": "none", "act": "relu", "fusion": "scale"},
-    "nl": {"context": "nl"},
-}
-BLOCKS = (*PRESETS, "custom")
-COMPONENTS = ("context", "transform", "norm", "act", "fusion", "ratio")
-DEFAULT_RATIO = 16
-# Bounds of a proxy backbone, so that a typo (width = 16000) is refused instead of building a model that
-# never fits in memory: width 256 gives c5 2048 channels, as ResNet-50's; ResNet-152 has 36 blocks in c4.
-MAX_WIDTH = 256
-MAX_DEPTH = 64
+from gcsearch.space.vocabulary import (
+    ACTS,
+    BACKBONES,
+    BLOCK_SETS,
+    BLOCKS,
+    COMPONENTS,
+    CONTEXTS,
+    DEFAULT_RATIO,
+    FUSIONS,
+    MAX_DEPTH,
+    MAX_WIDTH,
+    NORMS,
+    POSITIONS,
+    PRESETS,
+    STAGES,
+    TRANSFORMS,
+    block_channels,
+)
 
 
 @dataclass(frozen=True)

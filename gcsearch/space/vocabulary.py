@@ -1,14 +1,20 @@
-"""The ResNet family as plain data: depths, widths and channel counts at every stage.
+"""The words a candidate is written in: the ResNet family as plain data (depths, widths, channel counts at every
+stage), where a block can sit in it, and the context block's three steps with their presets.
 
-Kept free of torch so that `ArchSpec` validation and study-file checks stay cheap.
+Kept free of torch so that `ArchSpec` validation and study-file checks stay cheap; the model's layers take
+their choices from here too, so each name is spelled in one place.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+# -- the backbone and where a block sits in it ------------------------------------------------------------
 
 STAGES: tuple[str, ...] = ("c2", "c3", "c4", "c5")
 POSITIONS: tuple[str, ...] = ("after_1x1", "after_3x3", "after_add")
+BLOCK_SETS = ("all", "last")  # every residual block of the chosen stages, or only the last one
 
 
 @dataclass(frozen=True)
@@ -33,6 +39,10 @@ BACKBONES: dict[str, BackboneConfig] = {
     "proxy": BackboneConfig("proxy", "basic", (2, 2, 2, 2), 16, "small", True),
     "proxy_bottleneck": BackboneConfig("proxy_bottleneck", "bottleneck", (1, 1, 1, 1), 16, "small", True),
 }
+# Bounds of a proxy backbone, so that a typo (width = 16000) is refused instead of building a model that
+# never fits in memory: width 256 gives c5 2048 channels, as ResNet-50's; ResNet-152 has 36 blocks in c4.
+MAX_WIDTH = 256
+MAX_DEPTH = 64
 
 
 def block_channels(kind: str, width: int, stage: str, position: str) -> int:
@@ -41,3 +51,24 @@ def block_channels(kind: str, width: int, stage: str, position: str) -> int:
     if kind == "bottleneck" and position != "after_3x3":
         return mid * 4
     return mid
+
+
+# -- the context block: context modeling -> transform -> fusion ------------------------------------------
+
+CONTEXTS = ("att", "avg", "nl")  # attention pooling (GC), average pooling (SE), the query-dependent NL block
+TRANSFORMS = ("bottleneck", "full", "se")  # "se" is a bottleneck without norm: FC -> ReLU -> FC
+NORMS = ("ln", "none")  # the bottleneck's LayerNorm
+ACTS = ("relu", "none")  # the bottleneck's activation
+FUSIONS = ("add", "scale", "both")  # both: scale, then add
+
+# Each preset is a point of the three-step space. NL fixes its own transform and fusion.
+PRESETS: dict[str, dict[str, Any]] = {
+    "none": {},
+    "gc": {"context": "att", "transform": "bottleneck", "norm": "ln", "act": "relu", "fusion": "add"},
+    "snl": {"context": "att", "transform": "full", "fusion": "add"},
+    "se": {"context": "avg", "transform": "bottleneck", "norm": "none", "act": "relu", "fusion": "scale"},
+    "nl": {"context": "nl"},
+}
+BLOCKS = (*PRESETS, "custom")
+COMPONENTS = ("context", "transform", "norm", "act", "fusion", "ratio")
+DEFAULT_RATIO = 16

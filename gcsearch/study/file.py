@@ -35,8 +35,8 @@ from gcsearch.contract import (
     taken_points,
 )
 from gcsearch.errors import InputError, SpecError
-from gcsearch.space.spec import ACTS, BLOCK_SETS, BLOCKS, CONTEXTS, FUSIONS, NORMS, TRANSFORMS, ArchSpec
-from gcsearch.space.vocabulary import POSITIONS, STAGES
+from gcsearch.space import ArchSpec
+from gcsearch.space.vocabulary import ACTS, BLOCK_SETS, BLOCKS, CONTEXTS, FUSIONS, NORMS, POSITIONS, STAGES, TRANSFORMS
 from gcsearch.storage.writer import exclusive
 
 if sys.version_info >= (3, 11):

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-FUSIONS = ("add", "scale", "both")
+from gcsearch.space.vocabulary import FUSIONS
 
 
 class Fusion(nn.Module):

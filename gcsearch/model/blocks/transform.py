@@ -14,16 +14,18 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from gcsearch.space.vocabulary import ACTS, NORMS
+
 
 class BottleneckTransform(nn.Module):
     """C -> P -> C with optional LayerNorm and ReLU in between (GC: ln + relu; SE: none + relu)."""
 
     def __init__(self, channels: int, hidden: int, norm: str = "ln", act: str = "relu") -> None:
         super().__init__()
-        if norm not in ("ln", "none"):
-            raise ValueError(f"norm: {norm!r} is not one of ln, none")
-        if act not in ("relu", "none"):
-            raise ValueError(f"act: {act!r} is not one of relu, none")
+        if norm not in NORMS:
+            raise ValueError(f"norm: {norm!r} is not one of {', '.join(NORMS)}")
+        if act not in ACTS:
+            raise ValueError(f"act: {act!r} is not one of {', '.join(ACTS)}")
         self.fc1 = nn.Linear(channels, hidden)
         self.norm = nn.LayerNorm(hidden) if norm == "ln" else nn.Identity()
         self.act = nn.ReLU(inplace=True) if act == "relu" else nn.Identity()
