@@ -9,7 +9,7 @@ import torch
 from block_space import block_values
 from torch import nn
 
-from gcsearch import ArchSpec, measure
+from gcsearch import ArchSpec, build_model, measure
 from gcsearch.errors import InputError
 from gcsearch.model.cost import Measurement, clear_cache, count_flops
 from gcsearch.model.resnet import create_block
@@ -193,17 +193,10 @@ def test_latency_runs_as_training_does_and_waits_for_the_models_gpu(monkeypatch:
     import gcsearch.model.cost as measure_module
 
     layouts: list[bool] = []
-    real_build = measure_module.build_model
-
-    def build(*args, **kwargs) -> nn.Module:
-        model = real_build(*args, **kwargs)
-        model.register_forward_pre_hook(
-            lambda _m, inputs: layouts.append(inputs[0].is_contiguous(memory_format=torch.channels_last)))
-        return model
-
-    monkeypatch.setattr(measure_module, "build_model", build)
-    measure_module.time_model(ArchSpec(backbone="proxy", width=4, depth=(1, 1, 1, 1), block="gc", ratio=4),
-                              (3, 16, 16), 10, min_repeats=2, max_repeats=2)
+    model = build_model(ArchSpec(backbone="proxy", width=4, depth=(1, 1, 1, 1), block="gc", ratio=4), num_classes=10)
+    model.register_forward_pre_hook(
+        lambda _m, inputs: layouts.append(inputs[0].is_contiguous(memory_format=torch.channels_last)))
+    measure_module.time_model(model, (3, 16, 16), min_repeats=2, max_repeats=2)
     assert layouts and all(layouts)  # channels_last, as train_candidate feeds the model (4-D, so it is a real check)
 
     # A latency on cuda:1 waits for cuda:1, not for the current GPU (cuda:0 unless set)

@@ -7,10 +7,8 @@ torchvision's (its max-pool and residual sums stay uncounted). Inside context bl
 would skip are counted too (softmax, sigmoid, mean, the fusion's add and mul, one per element), so no block
 is ever free. The block's cost is the difference to the same backbone with block `none`.
 
-Results are cached per process by (spec key, input size, classes, latency, device).
-
-`gcsearch.model.cost` is this module and is also callable: `gcsearch.model.cost(spec)` is `measure(spec)`, so
-`from gcsearch import measure` gives something to call however the module was first imported.
+Results are cached per process by (spec key, input size, classes, latency, device). `gcsearch.measure` is
+this module's `measure`.
 """
 
 from __future__ import annotations
@@ -18,9 +16,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import statistics
-import sys
 import time
-import types
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -111,7 +107,8 @@ def measure(spec: ArchSpec, input_size: tuple[int, int, int] | list[int] = (3, 2
         params=counts["params"], flops=counts["flops"],
         block_params=counts["params"] - base["params"], block_flops=counts["flops"] - base["flops"],
         stages=stages, per_block=copy.deepcopy(counts["per_block"]),
-        latency_ms=time_model(spec, size, num_classes, device) if latency else None,
+        latency_ms=time_model(build_model(spec, num_classes=num_classes, in_chans=size[0]), size, device)
+        if latency else None,
         device=device,
     )
     _CACHE[key] = result
@@ -239,15 +236,16 @@ def _stage_output_sizes(model: torch.nn.Module, x: torch.Tensor) -> dict[str, tu
 # -- latency --------------------------------------------------------------------------------------------------
 
 
-def time_model(spec: ArchSpec, size: tuple[int, int, int], num_classes: int, device: str = "cpu",
-               warmup: int = 3, min_repeats: int = 5, max_repeats: int = 50, budget_s: float = 0.5) -> dict[str, float]:
-    """Median milliseconds of a forward pass (eval, no grad) and of forward+backward (train), batch of one.
+def time_model(model: torch.nn.Module, size: tuple[int, int, int], device: str = "cpu", warmup: int = 3,
+               min_repeats: int = 5, max_repeats: int = 50, budget_s: float = 0.5) -> dict[str, float]:
+    """Median milliseconds of a forward pass (eval, no grad) and of forward+backward (train) of `model` on a
+    batch of one image of `size`.
 
     The model runs as proxy training runs it: channels_last, and under bf16 autocast on a GPU.
     """
     dev = torch.device(device)
     cuda = dev.type == "cuda"
-    model = build_model(spec, num_classes=num_classes, in_chans=size[0]).to(dev, memory_format=torch.channels_last)
+    model = model.to(dev, memory_format=torch.channels_last)
     x = torch.randn(1, *size, device=dev).contiguous(memory_format=torch.channels_last)
 
     def forward() -> None:
@@ -322,13 +320,3 @@ def _device(value: Any) -> str:
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
         raise InputError(f"device: {name} requested but only {torch.cuda.device_count()} GPU(s) exist")
     return name
-
-
-class _CallableModule(types.ModuleType):
-    """Lets `gcsearch.model.cost(spec)` work whether `gcsearch.model.cost` resolves to this module or the function."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Measurement:
-        return measure(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
