@@ -19,8 +19,10 @@ import torch
 import torch.nn.functional as F
 
 from gcsearch import ArchSpec, build_model
+from gcsearch.training.config import ProxyConfig
 from gcsearch.training.data import load_data
-from gcsearch.training.loop import ProxyConfig, resolve_device, seed_everything, train_candidate
+from gcsearch.training.device import resolve_device
+from gcsearch.training.loop import seed_everything, train_candidate
 
 
 def bare_loop(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int, cuda: bool) -> float:

@@ -22,6 +22,10 @@ class SpecError(InputError):
         self.message = message
 
 
+class DataError(InputError):
+    """A dataset cannot be read: a missing or truncated file, a malformed folder. One line, naming the path."""
+
+
 class RuntimeFailure(RuntimeError):
     """Valid input, but the work failed (an unreachable database, a full disk)."""
 

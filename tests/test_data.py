@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from gcsearch.errors import InputError
-from gcsearch.training.data import SPLIT_SEED, SYNTHETIC_CLASSES, DataError, load_data, make_synthetic
-from gcsearch.training.loop import ProxyConfig
+from gcsearch.errors import DataError, InputError
+from gcsearch.training.config import ProxyConfig
+from gcsearch.training.data import SPLIT_SEED, load_data
+from gcsearch.training.synthetic import SYNTHETIC_CLASSES, make_synthetic
 
 CPU = torch.device("cpu")
 

@@ -17,8 +17,8 @@ from run_helpers import load, run_cli, snapshot, states, write_grid, write_sampl
 import gcsearch
 from gcsearch import ArchSpec, measure
 from gcsearch.study.file import load_study, point_attrs
+from gcsearch.training.config import ProxyConfig
 from gcsearch.training.data import load_data
-from gcsearch.training.loop import ProxyConfig
 
 TRIAL_ATTRS = {"spec", "key", "label", "flops", "params", "block_flops", "block_params", "accuracy", "accuracies",
                "train_seconds", "epochs", "seed", "repeat", "device", "versions"}
@@ -194,7 +194,9 @@ def test_the_device_is_warmed_up_once_before_the_first_training(tmp_path: Path, 
 
     calls: list[tuple[str, str]] = []
     real_train = gcsearch.training.loop.train_candidate
-    monkeypatch.setattr(gcsearch.training.loop, "warm_up", lambda device: calls.append(("warm_up", str(device))))
+    import gcsearch.training.device
+
+    monkeypatch.setattr(gcsearch.training.device, "warm_up", lambda device: calls.append(("warm_up", str(device))))
 
     def train(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         calls.append(("train", str(kwargs["device"])))

@@ -19,8 +19,9 @@ from run_helpers import cli_output as _cli
 from run_helpers import postgres_url_or_skip
 
 import gcsearch
-from gcsearch.training.data import DataError, load_data
-from gcsearch.training.loop import ProxyConfig
+from gcsearch.errors import DataError
+from gcsearch.training.config import ProxyConfig
+from gcsearch.training.data import load_data
 
 PACKAGE = Path(gcsearch.__file__).resolve().parent
 PASSWORD = "s3cret"

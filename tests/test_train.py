@@ -10,20 +10,19 @@ from torch import nn
 
 from gcsearch import ArchSpec, build_model
 from gcsearch.errors import InputError
-from gcsearch.training.data import ProxyData, load_data, make_synthetic
+from gcsearch.training.config import ProxyConfig
+from gcsearch.training.data import ProxyData, load_data
+from gcsearch.training.device import resolve_device, use_device, warm_up
 from gcsearch.training.loop import (
     CHECK_EVERY,
     Diverged,
-    ProxyConfig,
     TrainResult,
     crop_flip,
     lr_factor,
-    resolve_device,
     seed_everything,
     train_candidate,
-    use_device,
-    warm_up,
 )
+from gcsearch.training.synthetic import make_synthetic
 
 CPU = torch.device("cpu")
 

@@ -191,7 +191,7 @@ def prepare(options: RunOptions, *, train: bool = True) -> tuple[Run, int]:
 
     from gcsearch.study.pruning import make_pruner
     from gcsearch.training.data import load_data
-    from gcsearch.training.loop import resolve_device, use_device
+    from gcsearch.training.device import resolve_device, use_device
 
     spec = load_study(options.study)
     if options.data_dir is not None:
@@ -594,7 +594,7 @@ def _constraints(run: Run, trial: optuna.Trial, costs: dict[str, float]) -> str 
 def _warm_up(run: Run) -> None:
     """Before this process's first training: CUDA's start-up belongs to no trial's train time."""
     if not run.warmed_up:
-        from gcsearch.training.loop import warm_up
+        from gcsearch.training.device import warm_up
 
         warm_up(run.device)
         run.warmed_up = True

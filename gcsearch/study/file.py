@@ -38,6 +38,7 @@ from gcsearch.errors import InputError, SpecError
 from gcsearch.space import ArchSpec
 from gcsearch.space.vocabulary import ACTS, BLOCK_SETS, BLOCKS, CONTEXTS, FUSIONS, NORMS, POSITIONS, STAGES, TRANSFORMS
 from gcsearch.storage.writer import exclusive
+from gcsearch.training.config import ProxyConfig
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -109,7 +110,7 @@ class StudySpec:
     seed: int
     trials: int | None
     repeats: int
-    proxy: Any  # gcsearch.training.loop.ProxyConfig
+    proxy: ProxyConfig
     pruning: dict[str, Any] | None
     _candidates: list[Candidate] = field(default_factory=list, repr=False, compare=False)
 
@@ -390,8 +391,6 @@ class _Parser:
         return ",".join(s for s in STAGES if s in items)
 
     def proxy(self) -> Any:
-        from gcsearch.training.loop import ProxyConfig
-
         table = self.table("proxy")
         try:
             return ProxyConfig.from_dict(dict(table))

@@ -10,13 +10,11 @@ training, so a seed repeats on a GPU too.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import math
 import random
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -24,80 +22,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from gcsearch.contract import DIVERGED, fail_reason
-from gcsearch.errors import InputError
-from gcsearch.training.data import DATASETS, SYNTHETIC_VERSION, ProxyData
+from gcsearch.training.config import ProxyConfig
+from gcsearch.training.data import ProxyData
 
-# Bumped when the loop changes in a way that changes results (augmentation, schedule shape, optimizer).
-TRAIN_VERSION = 1
-SCHEDULES = ("onecycle", "cosine")
 CHECK_EVERY = 50  # steps between NaN checks (each one is a device sync on GPU)
 EVAL_BATCH = 1000
 WARMUP = {"onecycle": 0.25, "cosine": 0.05}  # fraction of steps spent warming up
-
-
-@dataclass(frozen=True)
-class ProxyConfig:
-    """Everything about the proxy task that changes a trial's accuracy, except the seed."""
-
-    dataset: str = "synthetic"
-    data_dir: str | None = None
-    image_size: int = 32
-    train_size: int = 3000
-    val_size: int = 1000
-    epochs: int = 3
-    batch_size: int = 64
-    lr: float = 0.1
-    weight_decay: float = 5e-4
-    label_smoothing: float = 0.1
-    schedule: str = "onecycle"
-
-    def __post_init__(self) -> None:
-        _validate(self)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ProxyConfig:
-        """Build from plain data (a study file's [proxy] table); InputError names the first bad key."""
-        if not isinstance(d, dict):
-            raise InputError(f"proxy: expected a table, found {type(d).__name__}")
-        known = {f.name: f for f in fields(cls)}
-        for key in d:
-            if key not in known:
-                raise InputError(f"{key}: unknown proxy setting; known: {', '.join(known)}")
-        return cls(**d)
-
-    def fingerprint(self) -> str:
-        """16 hex chars; equal exactly when trials are comparable (data_dir is where, not what)."""
-        d = self.to_dict()
-        del d["data_dir"]
-        d["_versions"] = {"train": TRAIN_VERSION, "synthetic": SYNTHETIC_VERSION}
-        return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _validate(cfg: ProxyConfig) -> None:
-    def need(ok: bool, key: str, message: str) -> None:
-        if not ok:
-            raise InputError(f"{key}: {message} (got {getattr(cfg, key)!r})")
-
-    def is_int(v: Any) -> bool:
-        return isinstance(v, int) and not isinstance(v, bool)
-
-    def is_num(v: Any) -> bool:
-        return (is_int(v) or isinstance(v, float)) and math.isfinite(v)
-
-    need(cfg.dataset in DATASETS, "dataset", f"must be one of {', '.join(DATASETS)}")
-    need(cfg.data_dir is None or isinstance(cfg.data_dir, str), "data_dir", "must be a path string")
-    need(is_int(cfg.image_size) and 8 <= cfg.image_size <= 512, "image_size", "must be an integer in 8..512")
-    need(is_int(cfg.train_size) and cfg.train_size >= 1, "train_size", "must be an integer >= 1")
-    need(is_int(cfg.val_size) and cfg.val_size >= 1, "val_size", "must be an integer >= 1")
-    need(is_int(cfg.epochs) and 1 <= cfg.epochs <= 1000, "epochs", "must be an integer in 1..1000")
-    need(is_int(cfg.batch_size) and cfg.batch_size >= 2, "batch_size", "must be an integer >= 2")
-    need(is_num(cfg.lr) and cfg.lr > 0, "lr", "must be a number > 0")
-    need(is_num(cfg.weight_decay) and cfg.weight_decay >= 0, "weight_decay", "must be a number >= 0")
-    need(is_num(cfg.label_smoothing) and 0 <= cfg.label_smoothing < 1, "label_smoothing", "must be in [0, 1)")
-    need(cfg.schedule in SCHEDULES, "schedule", f"must be one of {', '.join(SCHEDULES)}")
 
 
 @dataclass
@@ -118,57 +48,6 @@ class Diverged(RuntimeError):
     def __init__(self, epoch: int, detail: str) -> None:
         super().__init__(fail_reason(DIVERGED, detail))
         self.epoch = epoch
-
-
-def resolve_device(name: str | None) -> torch.device:
-    """"auto"/None -> cuda when available, else cpu; otherwise the named device, checked to exist."""
-    if name is None or name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except (RuntimeError, TypeError):
-        raise InputError(f"device: {name!r} is not a device (use auto, cpu, cuda or cuda:N)") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise InputError(f"device: {name} requested but CUDA is not available on this machine")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise InputError(f"device: {name} requested but only {torch.cuda.device_count()} GPU(s) exist")
-    elif device.type != "cpu":
-        raise InputError(f"device: {name!r} is not supported (use auto, cpu, cuda or cuda:N)")
-    return device
-
-
-def use_device(device: torch.device) -> None:
-    """Make `device` this process's current GPU. Without it a worker given cuda:1 still opens a context (and
-    allocates) on GPU 0 for anything that uses the current device. Nothing to do for cpu or a bare "cuda"."""
-    if device.type == "cuda" and device.index is not None:
-        torch.cuda.set_device(device)
-
-
-def warm_up(device: torch.device) -> None:
-    """One small training step in the proxy loop's settings, so that one-off start-up costs are paid here and
-    not inside the first trial's training time.
-
-    On a GPU the first convolution, matrix product, autocast step and optimizer step load their kernels and
-    create the cuDNN and cuBLAS handles, which takes far longer than a step. On the CPU the first optimizer
-    step's one-off imports (about a second) move out of the first trial the same way.
-    """
-    cuda = device.type == "cuda"
-    gpus = [device.index if device.index is not None else torch.cuda.current_device()] if cuda else []
-    with torch.random.fork_rng(devices=gpus):  # the seeded random state stays as the caller left it
-        net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
-                            nn.Flatten(1), nn.Linear(8, 2)).to(device=device, memory_format=torch.channels_last)
-        optimizer = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, nesterov=True)
-        x = torch.randn(4, 3, 8, 8, device=device).contiguous(memory_format=torch.channels_last)
-        y = torch.zeros(4, dtype=torch.int64, device=device)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
-            logits = net(x)
-            attn = torch.softmax(logits.unsqueeze(1), dim=2)
-            loss = F.cross_entropy(logits + torch.bmm(attn, logits.unsqueeze(2)).squeeze(2), y)
-        loss.backward()
-        optimizer.step()
-    if cuda:
-        torch.cuda.synchronize(device)
 
 
 @contextlib.contextmanager
@@ -355,15 +234,11 @@ def evaluate(
 __all__ = [
     "CHECK_EVERY",
     "Diverged",
-    "ProxyConfig",
     "TrainResult",
     "crop_flip",
     "evaluate",
     "lr_factor",
     "deterministic_cudnn",
-    "resolve_device",
     "seed_everything",
     "train_candidate",
-    "use_device",
-    "warm_up",
 ]

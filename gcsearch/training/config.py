@@ -1,0 +1,86 @@
+"""The proxy task's settings: what a trial trains on and for how long. Torch-free, so a study file's [proxy] table
+is checked, and a study's proxy fingerprint compared, without loading torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from gcsearch.errors import InputError
+
+DATASETS = ("synthetic", "cifar10", "cifar100", "folder")
+SCHEDULES = ("onecycle", "cosine")
+# Both versions enter the fingerprint, so that trials made before and after a change never share a study.
+# Bump TRAIN_VERSION when the loop changes in a way that changes results (augmentation, schedule shape,
+# optimizer); bump SYNTHETIC_VERSION whenever the synthetic generator (synthetic.py) changes its images.
+TRAIN_VERSION = 1
+SYNTHETIC_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    """Everything about the proxy task that changes a trial's accuracy, except the seed."""
+
+    dataset: str = "synthetic"
+    data_dir: str | None = None
+    image_size: int = 32
+    train_size: int = 3000
+    val_size: int = 1000
+    epochs: int = 3
+    batch_size: int = 64
+    lr: float = 0.1
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.1
+    schedule: str = "onecycle"
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ProxyConfig:
+        """Build from plain data (a study file's [proxy] table); InputError names the first bad key."""
+        if not isinstance(d, dict):
+            raise InputError(f"proxy: expected a table, found {type(d).__name__}")
+        known = {f.name: f for f in fields(cls)}
+        for key in d:
+            if key not in known:
+                raise InputError(f"{key}: unknown proxy setting; known: {', '.join(known)}")
+        return cls(**d)
+
+    def fingerprint(self) -> str:
+        """16 hex chars; equal exactly when trials are comparable (data_dir is where, not what)."""
+        d = self.to_dict()
+        del d["data_dir"]
+        d["_versions"] = {"train": TRAIN_VERSION, "synthetic": SYNTHETIC_VERSION}
+        return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _validate(cfg: ProxyConfig) -> None:
+    def need(ok: bool, key: str, message: str) -> None:
+        if not ok:
+            raise InputError(f"{key}: {message} (got {getattr(cfg, key)!r})")
+
+    def is_int(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    def is_num(v: Any) -> bool:
+        return (is_int(v) or isinstance(v, float)) and math.isfinite(v)
+
+    need(cfg.dataset in DATASETS, "dataset", f"must be one of {', '.join(DATASETS)}")
+    need(cfg.data_dir is None or isinstance(cfg.data_dir, str), "data_dir", "must be a path string")
+    need(is_int(cfg.image_size) and 8 <= cfg.image_size <= 512, "image_size", "must be an integer in 8..512")
+    need(is_int(cfg.train_size) and cfg.train_size >= 1, "train_size", "must be an integer >= 1")
+    need(is_int(cfg.val_size) and cfg.val_size >= 1, "val_size", "must be an integer >= 1")
+    need(is_int(cfg.epochs) and 1 <= cfg.epochs <= 1000, "epochs", "must be an integer in 1..1000")
+    need(is_int(cfg.batch_size) and cfg.batch_size >= 2, "batch_size", "must be an integer >= 2")
+    need(is_num(cfg.lr) and cfg.lr > 0, "lr", "must be a number > 0")
+    need(is_num(cfg.weight_decay) and cfg.weight_decay >= 0, "weight_decay", "must be a number >= 0")
+    need(is_num(cfg.label_smoothing) and 0 <= cfg.label_smoothing < 1, "label_smoothing", "must be in [0, 1)")
+    need(cfg.schedule in SCHEDULES, "schedule", f"must be one of {', '.join(SCHEDULES)}")
