@@ -41,7 +41,8 @@ from gcsearch.report.build import build_report
 from gcsearch.run.worker import Reporter, RunOptions, TrialOutcome, prepare, work
 from gcsearch.storage.reader import read_study
 from gcsearch.storage.records import StudyData, TrialRecord
-from gcsearch.study.pruning import Finished, front_verdict, make_pruner
+from gcsearch.study.front_rule import Finished, front_verdict
+from gcsearch.study.pruning import make_pruner
 
 try:
     import tomllib

@@ -34,7 +34,7 @@ import gcsearch  # noqa: E402
 import gcsearch.model.cost as measure_module  # noqa: E402
 import gcsearch.training.loop as train_module  # noqa: E402
 from gcsearch.run.worker import Reporter, RunOptions, prepare, work  # noqa: E402
-from gcsearch.study.file import load_study  # noqa: E402
+from gcsearch.study.parse import read_study_file  # noqa: E402
 
 
 class Timer:
@@ -58,7 +58,7 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=8)
     args = parser.parse_args()
 
-    spec = load_study(args.study)
+    spec = read_study_file(args.study)
     points = spec.grid()[: args.points]
     real_build = gcsearch.build_model
     build, train = Timer(real_build), Timer(train_module.train_candidate)

@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 from optuna.trial import TrialState, create_trial
 
 from gcsearch.errors import InputError
-from gcsearch.study.pruning import Finished, find_dominator, front_verdict, headroom, make_pruner
+from gcsearch.study.front_rule import Finished, find_dominator, front_verdict, headroom
+from gcsearch.study.pruning import make_pruner
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

@@ -13,8 +13,10 @@ from run_helpers import postgres_url_or_skip, write_grid
 
 from gcsearch.contract import point_of
 from gcsearch.storage.writer import open_storage
-from gcsearch.study import file as study_module
-from gcsearch.study.file import StudySpec, load_study, make_sampler, open_study
+from gcsearch.study import lifecycle
+from gcsearch.study.lifecycle import make_sampler, open_study
+from gcsearch.study.parse import read_study_file
+from gcsearch.study.spec import StudySpec
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -31,19 +33,19 @@ def _open(spec: StudySpec, url: str) -> None:
 def test_machines_resuming_a_grid_at_once_queue_each_missing_point_once(url: str, tmp_path: Path,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     name = f"race-{uuid.uuid4().hex[:8]}"
-    small = load_study(str(write_grid(tmp_path / "small.toml", name, stages='["c4"]')))
-    big = load_study(str(write_grid(tmp_path / "big.toml", name, stages='["c3", "c4", "c5"]')))
+    small = read_study_file(str(write_grid(tmp_path / "small.toml", name, stages='["c4"]')))
+    big = read_study_file(str(write_grid(tmp_path / "big.toml", name, stages='["c3", "c4", "c5"]')))
     _open(small, url)  # the first run: 3 points
 
     # Each resumer has read what is there and waits before queueing what it found missing: without a lock all
     # four would find the same 4 new points missing and queue them four times.
-    queue_points = study_module.queue_points
+    queue_points = lifecycle.queue_points
 
     def slow(study: optuna.Study, points: list) -> int:
         time.sleep(0.5)
         return queue_points(study, points)
 
-    monkeypatch.setattr(study_module, "queue_points", slow)
+    monkeypatch.setattr(lifecycle, "queue_points", slow)
     errors: list[BaseException] = []
 
     def resume() -> None:

@@ -16,7 +16,8 @@ from run_helpers import load, run_cli, snapshot, states, write_grid, write_sampl
 
 import gcsearch
 from gcsearch import ArchSpec, measure
-from gcsearch.study.file import load_study, point_attrs
+from gcsearch.study.lifecycle import point_attrs
+from gcsearch.study.parse import read_study_file
 from gcsearch.training.config import ProxyConfig
 from gcsearch.training.data import load_data
 
@@ -233,7 +234,7 @@ def test_a_measured_candidate_is_not_trained_again(tmp_path: Path, db: str) -> N
 
 
 def test_constraints_are_stored_and_an_infeasible_candidate_is_not_trained(tmp_path: Path, db: str) -> None:
-    study_file = load_study(str(write_grid(tmp_path / "c.toml", "c")))
+    study_file = read_study_file(str(write_grid(tmp_path / "c.toml", "c")))
     classes = load_data(study_file.proxy, "cpu").num_classes
     flops = sorted(measure(c.spec, input_size=(3, 16, 16), num_classes=classes).flops for c in study_file.candidates())
     limit = (flops[2] + flops[3]) // 2  # three candidates fit, two do not

@@ -9,7 +9,8 @@ import pytest
 
 from gcsearch.cli import main
 from gcsearch.space import ArchSpec
-from gcsearch.study.file import StudyFileError, builtin_studies, load_study, parse_study
+from gcsearch.study.parse import builtin_studies, parse_study, read_study_file
+from gcsearch.study.spec import StudyFileError
 
 GOOD = """
 name = "good"
@@ -31,7 +32,7 @@ epochs = 1
 
 def test_builtin_studies_parse_to_the_documented_grids() -> None:
     assert builtin_studies() == ["block", "fusion", "joint", "norm", "placement", "ratio"]
-    sizes = {name: (len(load_study(name).candidates()), load_study(name).size) for name in builtin_studies()}
+    sizes = {name: (len(read_study_file(name).candidates()), read_study_file(name).size) for name in builtin_studies()}
     # placement: 6 stage sets x 3 positions x 2 block sets + the baseline; block: 4 blocks x 2 x 2 + none;
     # ratio: 4 ratios + baseline, 2 repeats; fusion: 2 x 3 + baseline; norm: 4 bottlenecks + full + baseline.
     assert sizes["placement"] == (37, 37)
@@ -39,14 +40,14 @@ def test_builtin_studies_parse_to_the_documented_grids() -> None:
     assert sizes["ratio"] == (5, 10)
     assert sizes["fusion"] == (7, 7)
     assert sizes["norm"] == (6, 6)
-    joint = load_study("joint")
+    joint = read_study_file("joint")
     assert joint.sampler == "tpe" and joint.directions == ["maximize", "minimize"] and joint.target() == 40
     assert len(joint.candidates()) == 1561  # 8,640 combinations, merged where they build the same model
 
 
 def test_every_grid_starts_with_the_baseline_and_holds_each_model_once() -> None:
     for name in builtin_studies():
-        study = load_study(name)
+        study = read_study_file(name)
         keys = [c.key for c in study.candidates()]
         assert len(keys) == len(set(keys))
         if study.is_grid:
@@ -56,7 +57,7 @@ def test_every_grid_starts_with_the_baseline_and_holds_each_model_once() -> None
 
 
 def test_placement_grid_is_the_paper_default_among_others() -> None:
-    study = load_study("placement")
+    study = read_study_file("placement")
     paper = ArchSpec(backbone="proxy", width=16, block="gc", ratio=16, stages="c3,c4,c5", position="after_1x1",
                      blocks="all")
     assert paper.key in {c.key for c in study.candidates()}
@@ -143,7 +144,7 @@ def test_a_bad_study_file_exits_2_naming_file_and_key(what: str, text: str, mess
     monkeypatch.chdir(tmp_path)
     (tmp_path / "bad.toml").write_text(text)
     with pytest.raises(StudyFileError) as raised:
-        load_study("bad.toml")
+        read_study_file("bad.toml")
     assert message in str(raised.value)
     assert "\n" not in str(raised.value)
     with pytest.raises(SystemExit) as exited:

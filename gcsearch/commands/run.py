@@ -33,7 +33,7 @@ from gcsearch.run.worker import (
 )
 from gcsearch.storage.urls import DEFAULT_STORAGE
 from gcsearch.storage.writer import DEFAULT_HEARTBEAT
-from gcsearch.study.file import builtin_studies
+from gcsearch.study.parse import builtin_studies
 
 HELP = """Run a study: build each candidate, count its FLOPs, train it briefly, store the result.
 

@@ -57,7 +57,9 @@ from gcsearch.pareto import dominates
 from gcsearch.space import ArchSpec
 from gcsearch.storage.urls import DEFAULT_STORAGE, mask_url
 from gcsearch.storage.writer import DEFAULT_HEARTBEAT, STORAGE_ERRORS, describe_error, open_storage, storage_failure
-from gcsearch.study.file import StudySpec, load_study, make_sampler, open_study, point_attrs
+from gcsearch.study.lifecycle import make_sampler, open_study, point_attrs
+from gcsearch.study.parse import read_study_file
+from gcsearch.study.spec import StudySpec
 
 MAX_FAILURES_IN_A_ROW = 5  # a tpe/nsga2/random worker stops (exit 1) after this many failed trials in a row
 MAX_REUSES_IN_A_ROW = 20  # after this many proposals of measured candidates, queue an unmeasured one
@@ -193,7 +195,7 @@ def prepare(options: RunOptions, *, train: bool = True) -> tuple[Run, int]:
     from gcsearch.training.data import load_data
     from gcsearch.training.device import resolve_device, use_device
 
-    spec = load_study(options.study)
+    spec = read_study_file(options.study)
     if options.data_dir is not None:
         spec = replace(spec, proxy=replace(spec.proxy, data_dir=options.data_dir))
     if options.seed is not None:

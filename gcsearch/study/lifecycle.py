@@ -1,0 +1,133 @@
+"""The Optuna study's life: create it (queueing a grid's points) or resume it, and the sampler that proposes.
+
+A resumed study must stay comparable: the same proxy settings (their fingerprint), objectives, backbone and
+seed. A grid study's points are queued trials that workers claim; resuming queues the points it misses.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from typing import Any
+
+import optuna
+
+from gcsearch.contract import GRID_PARAM, STUDY_META, Attr, Meta, point_of, taken_points
+from gcsearch.errors import InputError
+from gcsearch.space import ArchSpec
+from gcsearch.storage.writer import exclusive
+from gcsearch.study.spec import Candidate, StudySpec
+
+SETUP_QUIET_S = 5.0  # a study with no metadata whose trial count has not moved for this long: its creator died
+
+
+def point_attrs(candidate: Candidate | ArchSpec, repeat: int) -> dict[str, Any]:
+    spec = candidate.spec if isinstance(candidate, Candidate) else candidate
+    return {Attr.SPEC: spec.to_dict(), Attr.KEY: spec.key, Attr.LABEL: spec.label(), Attr.REPEAT: repeat}
+
+
+def make_sampler(spec: StudySpec, seed: int, target: int) -> optuna.samplers.BaseSampler:
+    """The study file's sampler. A grid study's points are queued trials, so its sampler never proposes."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if spec.sampler == "tpe":
+            return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True,
+                                              n_startup_trials=max(2, min(10, target // 3)))
+        if spec.sampler == "nsga2":
+            return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, target // 4)))
+        return optuna.samplers.RandomSampler(seed=seed)
+
+
+def open_study(spec: StudySpec, storage: optuna.storages.BaseStorage, meta: dict[str, Any], *,
+               sampler: optuna.samplers.BaseSampler, pruner: optuna.pruners.BasePruner | None = None,
+               where: str = "", check_seed: bool = True, fill_grid: bool = True
+               ) -> tuple[optuna.Study, dict[str, Any], int]:
+    """Create the study (queueing every grid point) or load it to resume. Returns (study, metadata, queued).
+
+    Creation is atomic in the database (the study name is unique), so when several workers start at
+    once exactly one creates the study and queues the grid; the others wait until it has written the
+    metadata, which it does last. A resumed study must have been made with the same proxy settings,
+    objectives, backbone and seed; its grid gets the points it misses (new ones, or ones whose trial
+    failed for a reason other than divergence) queued again, unless `fill_grid` is False (a local worker
+    whose parent process has just done that).
+    """
+    kwargs = {"storage": storage, "sampler": sampler, "pruner": pruner}
+    try:
+        study = optuna.create_study(study_name=spec.name, directions=spec.directions, **kwargs)
+    except optuna.exceptions.DuplicatedStudyError:
+        study = optuna.load_study(study_name=spec.name, **kwargs)
+    else:
+        queued = queue_points(study, spec.grid()) if spec.is_grid else 0
+        study.set_user_attr(STUDY_META, meta)
+        return study, meta, queued
+
+    stored = _wait_for_meta(study)
+    if stored is None:
+        if any(point_of(t) is None for t in study.get_trials(deepcopy=False)):
+            raise InputError(f"--study: a study named {spec.name!r} already exists in {where or 'the storage'} "
+                             "and was not made by gcsearch; give the study file another name")
+        stored = meta  # its creator stopped before writing the metadata: adopt it
+    check_resumable(spec, stored, meta, study, where, check_seed=check_seed)
+    queued = 0
+    if spec.is_grid and fill_grid:
+        # One at a time: machines resuming together would each see a point missing and each queue it.
+        with exclusive(storage, f"gcsearch: queue {spec.name}"):
+            queued = queue_missing(study, spec)
+    if stored is meta or stored.get(Meta.STUDY_FILE) != meta[Meta.STUDY_FILE]:
+        # The space, budget or sampler may change between runs; the stored file is the latest one.
+        stored = {**stored, **{k: meta[k] for k in (Meta.STUDY_FILE, Meta.STUDY, Meta.SAMPLER, Meta.REPEATS,
+                                                     Meta.CONSTRAINTS, Meta.VERSION) if k in meta}}
+        study.set_user_attr(STUDY_META, stored)
+    return study, stored, queued
+
+
+def _wait_for_meta(study: optuna.Study) -> dict[str, Any] | None:
+    last_count, last_change = -1, time.monotonic()
+    while True:
+        meta = study.user_attrs.get(STUDY_META)
+        if isinstance(meta, dict):
+            return meta
+        count = len(study.get_trials(deepcopy=False))
+        if count != last_count:
+            last_count, last_change = count, time.monotonic()
+        elif time.monotonic() - last_change > SETUP_QUIET_S:
+            return None
+        time.sleep(0.25)
+
+
+def check_resumable(spec: StudySpec, stored: dict[str, Any], meta: dict[str, Any], study: optuna.Study,
+                    where: str = "", check_seed: bool = True) -> None:
+    """Refuse to add trials that would not be comparable with the stored ones (InputError, exit 2)."""
+    name = f"study {spec.name!r}" + (f" in {where}" if where else "")
+    fix = "give the study another name, use another --storage, or restore the earlier settings"
+    if stored.get(Meta.PROXY_FINGERPRINT) != meta[Meta.PROXY_FINGERPRINT]:
+        old, new = stored.get(Meta.PROXY) or {}, meta[Meta.PROXY]
+        diffs = [f"{k}: {old.get(k)!r} stored, {new.get(k)!r} now" for k in sorted(set(old) | set(new))
+                 if k != "data_dir" and old.get(k) != new.get(k)]
+        detail = "; ".join(diffs) if diffs else "a different fingerprint"
+        raise InputError(f"--study: {name} was run with other proxy settings ({detail}); trials from different "
+                         f"proxies must not share one table: {fix}")
+    old_objectives = [o.get("name") for o in stored.get(Meta.OBJECTIVES) or ()]
+    if old_objectives != list(spec.objectives) or [d.name.lower() for d in study.directions] != spec.directions:
+        raise InputError(f"{spec.source}:objectives: {name} has objectives {old_objectives}, this file says "
+                         f"{list(spec.objectives)}: {fix}")
+    for key in (Meta.BACKBONE, Meta.WIDTH, Meta.DEPTH):
+        if key in stored and stored[key] != meta[key]:
+            raise InputError(f"{spec.source}:{key}: {name} was run with {key} {stored[key]!r}, this file says "
+                             f"{meta[key]!r}: {fix}")
+    if check_seed and stored.get(Meta.SEED, meta[Meta.SEED]) != meta[Meta.SEED]:
+        raise InputError(f"--seed: {name} was started with seed {stored.get(Meta.SEED)}, not {meta[Meta.SEED]}; "
+                         "run it without --seed to resume it")
+
+
+def queue_points(study: optuna.Study, points: list[tuple[Candidate, int]]) -> int:
+    """Queue (candidate, repeat) points as WAITING trials; a worker claims each one exactly once."""
+    for cand, repeat in points:
+        study.enqueue_trial({GRID_PARAM: cand.label}, user_attrs=point_attrs(cand, repeat))
+    return len(points)
+
+
+def queue_missing(study: optuna.Study, spec: StudySpec) -> int:
+    """Queue the grid points that have no queued, running, finished or diverged trial."""
+    taken = taken_points(study.get_trials(deepcopy=False))
+    return queue_points(study, [(c, r) for c, r in spec.grid() if (c.key, r) not in taken])

@@ -1,0 +1,156 @@
+"""A validated study file (`StudySpec`) and its space's candidates: what the parser returns and the run reads.
+
+The space is finite: each dimension is a list of choices. A grid study runs every canonical candidate
+(points that build the same model are merged by their ArchSpec key) times every repeat, baseline included.
+Other samplers propose one value per dimension and the runner builds the ArchSpec from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from optuna.distributions import CategoricalDistribution
+
+from gcsearch.contract import GRID_PARAM, OBJECTIVES, Meta
+from gcsearch.errors import InputError
+from gcsearch.space import ArchSpec
+from gcsearch.space.vocabulary import ACTS, BLOCK_SETS, BLOCKS, CONTEXTS, FUSIONS, NORMS, POSITIONS, TRANSFORMS
+from gcsearch.training.config import ProxyConfig
+
+# The dimensions a space may vary, in the order trials suggest them.
+DIMENSIONS: tuple[str, ...] = ("block", "stages", "position", "blocks", "ratio", "context", "transform", "norm",
+                               "act", "fusion")
+DIMENSION_CHOICES: dict[str, tuple[str, ...] | None] = {
+    "block": BLOCKS, "stages": None, "position": POSITIONS, "blocks": BLOCK_SETS, "ratio": None,
+    "context": CONTEXTS, "transform": TRANSFORMS, "norm": NORMS, "act": ACTS, "fusion": FUSIONS,
+}
+SAMPLERS: tuple[str, ...] = ("grid", "tpe", "nsga2", "random")
+TOP_KEYS: tuple[str, ...] = ("name", "description", "backbone", "width", "depth", "objectives", "sampler", "seed",
+                             "space", "fixed", "constraints", "budget", "proxy", "pruning")
+BUDGET_KEYS: tuple[str, ...] = ("trials", "repeats")
+CONSTRAINT_KEYS: tuple[str, ...] = ("max_flops", "max_params")
+DEFAULT_TRIALS = 20  # budget of a tpe/nsga2/random study whose file gives none
+MAX_POINTS = 100_000  # combinations enumerated to validate a space; beyond this a space is refused
+
+
+class StudyFileError(InputError):
+    """A study file that cannot be read or holds a bad value: `file:key: message`."""
+
+    def __init__(self, source: str, key: str, message: str) -> None:
+        super().__init__(f"{source}:{key}: {message}" if key else f"{source}: {message}")
+        self.source = source
+        self.key = key
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One canonical point of a study's space: the spec, its label, and the sampler values that give it."""
+
+    spec: ArchSpec
+    params: dict[str, Any]  # one value per space dimension (the first combination that canonicalized to spec)
+
+    @property
+    def key(self) -> str:
+        return self.spec.key
+
+    @property
+    def label(self) -> str:
+        return self.spec.label()
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """A validated study file. `space` maps each varied dimension to its choices (stages as "c3,c4,c5")."""
+
+    name: str
+    description: str
+    source: str
+    text: str
+    data: dict[str, Any]
+    backbone: str
+    width: int | None
+    depth: tuple[int, ...] | None
+    space: dict[str, tuple[Any, ...]]
+    fixed: dict[str, Any]
+    objectives: tuple[str, ...]
+    max_flops: int | None
+    max_params: int | None
+    sampler: str
+    seed: int
+    trials: int | None
+    repeats: int
+    proxy: ProxyConfig
+    pruning: dict[str, Any] | None
+    _candidates: list[Candidate] = field(default_factory=list, repr=False, compare=False)
+
+    # -- objectives ------------------------------------------------------------------------
+    @property
+    def directions(self) -> list[str]:
+        return [OBJECTIVES[name].direction for name in self.objectives]
+
+    @property
+    def is_grid(self) -> bool:
+        return self.sampler == "grid"
+
+    # -- candidates ------------------------------------------------------------------------
+    def spec_from_params(self, params: dict[str, Any]) -> ArchSpec:
+        """The ArchSpec for one value per space dimension (missing dimensions take the fixed values)."""
+        values: dict[str, Any] = {**self.fixed, **{d: params[d] for d in self.space if d in params}}
+        return ArchSpec(backbone=self.backbone, width=self.width, depth=self.depth, **values)
+
+    @property
+    def baseline(self) -> ArchSpec:
+        return ArchSpec(backbone=self.backbone, width=self.width, depth=self.depth, block="none")
+
+    def candidates(self) -> list[Candidate]:
+        """Every canonical candidate of the space, in the space's order, each once.
+
+        A grid study puts the block-less baseline first, whether or not the space holds it.
+        """
+        return list(self._candidates)
+
+    def grid(self) -> list[tuple[Candidate, int]]:
+        """The points a grid study runs: candidate by candidate, each with every repeat index."""
+        return [(c, r) for c in self._candidates for r in range(self.repeats)]
+
+    @property
+    def size(self) -> int:
+        """How many distinct (candidate, repeat) points the space holds."""
+        return len(self._candidates) * self.repeats
+
+    def distributions(self) -> dict[str, CategoricalDistribution]:
+        """The parameters a trial records. Grid: one categorical "candidate" (labels); else one per dimension."""
+        if self.is_grid:
+            return {GRID_PARAM: CategoricalDistribution([c.label for c in self._candidates])}
+        return {d: CategoricalDistribution(list(choices)) for d, choices in self.space.items()}
+
+    def target(self, trials: int | None = None) -> int:
+        """Finished trials to reach: `trials`, else the budget, capped at the distinct points of the space."""
+        wanted = trials if trials is not None else self.trials
+        if wanted is None:
+            wanted = self.size if self.is_grid else DEFAULT_TRIALS
+        return min(wanted, self.size)
+
+    def metadata(self, input_size: tuple[int, int, int], num_classes: int | None = None) -> dict[str, Any]:
+        """The study's metadata (`gcsearch.contract.Meta`): everything that defines the study."""
+        from gcsearch import __version__
+
+        return {
+            Meta.VERSION: __version__,
+            Meta.OBJECTIVES: [{"name": n, "direction": OBJECTIVES[n].direction} for n in self.objectives],
+            Meta.STUDY_FILE: self.text,
+            Meta.STUDY: self.data,
+            Meta.PROXY: self.proxy.to_dict(),
+            Meta.PROXY_FINGERPRINT: self.proxy.fingerprint(),
+            Meta.SAMPLER: self.sampler,
+            Meta.SEED: self.seed,
+            Meta.REPEATS: self.repeats,
+            Meta.BACKBONE: self.backbone,
+            Meta.WIDTH: self.width,
+            Meta.DEPTH: list(self.depth) if self.depth is not None else None,
+            Meta.CONSTRAINTS: {"max_flops": self.max_flops, "max_params": self.max_params},
+            Meta.INPUT_SIZE: list(input_size),
+            Meta.NUM_CLASSES: num_classes,
+        }

@@ -1,0 +1,11 @@
+"""Counts written for people: 2.26M FLOPs, 177.28k params, 4.112G. One rule, with the digits each place needs."""
+
+from __future__ import annotations
+
+
+def si(value: float, digits: str = ".2f", *, kilo: str = "k", small: str = ".0f") -> str:
+    """`value` scaled to G, M or `kilo` and formatted with `digits` ("2.26M"); below a thousand, with `small`."""
+    for unit, scale in (("G", 1e9), ("M", 1e6), (kilo, 1e3)):
+        if abs(value) >= scale:
+            return f"{value / scale:{digits}}{unit}"
+    return f"{value:{small}}"
