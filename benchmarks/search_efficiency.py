@@ -38,7 +38,9 @@ from pathlib import Path
 from typing import Any
 
 from gcsearch.report.build import build_report
-from gcsearch.run.worker import Reporter, RunOptions, TrialOutcome, prepare, work
+from gcsearch.run.progress import Reporter, TrialOutcome
+from gcsearch.run.setup import RunOptions, prepare
+from gcsearch.run.worker import work
 from gcsearch.storage.reader import read_study
 from gcsearch.storage.records import StudyData, TrialRecord
 from gcsearch.study.front_rule import Finished, front_verdict

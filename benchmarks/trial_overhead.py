@@ -9,7 +9,7 @@ model is overhead.
 The script runs the first N points of a built-in grid (default: placement, with its own proxy settings)
 through the real worker loop on a fresh SQLite file, and, alternating with each of them, a bare trial of
 the same candidate: `seed_everything` + `build_model` + `train_candidate`, nothing else. Inside the loop it
-times `build_model` and `train_candidate` (the "training" of a trial) and `measure` (the FLOPs count), so
+times the run engine's `build` and `train` (the "training" of a trial) and `measure` (the FLOPs count), so
 
     overhead = loop iteration - training,    FLOPs counting = time in measure(),    storage + rest = the remainder
 
@@ -26,14 +26,16 @@ import os
 import statistics
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `gcsearch run` sets it, before torch loads
 
-import gcsearch  # noqa: E402
-import gcsearch.model.cost as measure_module  # noqa: E402
-import gcsearch.training.loop as train_module  # noqa: E402
-from gcsearch.run.worker import Reporter, RunOptions, prepare, work  # noqa: E402
+from gcsearch.model.cost import clear_cache  # noqa: E402
+from gcsearch.run.engine import default_engine  # noqa: E402
+from gcsearch.run.progress import Reporter  # noqa: E402
+from gcsearch.run.setup import RunOptions, prepare  # noqa: E402
+from gcsearch.run.worker import work  # noqa: E402
 from gcsearch.study.parse import read_study_file  # noqa: E402
 
 
@@ -60,30 +62,28 @@ def main() -> None:
 
     spec = read_study_file(args.study)
     points = spec.grid()[: args.points]
-    real_build = gcsearch.build_model
-    build, train = Timer(real_build), Timer(train_module.train_candidate)
-    flops = Timer(measure_module.measure)
-    gcsearch.build_model = build  # the runner looks these up at call time
-    train_module.train_candidate = train
-    measure_module.measure = flops
+    real = default_engine()
+    real_build = real.build
+    build, train, flops = Timer(real.build), Timer(real.train), Timer(real.measure)
+    engine = replace(real, build=build, train=train, measure=flops)
 
     with tempfile.TemporaryDirectory() as tmp:
         options = RunOptions(study=args.study, storage=f"sqlite:///{Path(tmp) / 'overhead.db'}", trials=1)
-        run, _ = prepare(options)
+        run, _ = prepare(options, engine=engine)
         data, device = run.data, run.device
         # Warm-up outside the timings: the first conv, the first optimizer and fvcore's first trace each pay
         # one-off costs (imports, kernels) that a study pays once, not per trial.
         warm = points[0][0].spec
-        train_module.seed_everything(0)
+        real.seed(0)
         train.fn(real_build(warm, num_classes=data.num_classes, in_chans=data.in_chans), data, spec.proxy, seed=0,
                  device=device)
-        measure_module.clear_cache() if hasattr(measure_module, "clear_cache") else None
+        clear_cache()
 
         rows = []
         for i, (cand, repeat) in enumerate(points):
             # (a) the bare trial: build and train, nothing else
             start = time.perf_counter()
-            train_module.seed_everything(run.seed + repeat)
+            real.seed(run.seed + repeat)
             model = real_build(cand.spec, num_classes=data.num_classes, in_chans=data.in_chans)
             train.fn(model, data, spec.proxy, seed=run.seed + repeat, device=device)
             bare = time.perf_counter() - start

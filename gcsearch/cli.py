@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 import typer.core
@@ -18,6 +18,9 @@ from gcsearch.commands import inspect as inspect_cmd
 from gcsearch.commands import report as report_cmd
 from gcsearch.commands import run as run_cmd
 from gcsearch.errors import InputError, RuntimeFailure
+
+if TYPE_CHECKING:
+    from gcsearch.run.engine import Engine
 
 # Typer's parse errors are click's classes on older Typer and those of its own copy of click on newer ones
 # (which no longer installs click at all). Both keep them in the module that defines `typer.BadParameter`,
@@ -84,14 +87,17 @@ for _name, _function in (("inspect", inspect_cmd.inspect), ("run", run_cmd.run),
                          ("studies", report_cmd.studies), ("show", report_cmd.show)):
     app.command(_name, cls=_Command, help=reflow(_function.__doc__ or ""))(_function)
 
-def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point: turn every known error into one line and an exit code."""
+def main(argv: list[str] | None = None, *, engine: Engine | None = None) -> None:
+    """Console-script entry point: turn every known error into one line and an exit code.
+
+    `engine`: the functions `run` builds, measures and trains with (default: the real ones; tests pass fakes).
+    """
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     try:
         # Outside standalone mode Typer returns an exit code (a Ctrl-C becomes 130, `typer.Exit(n)` n)
         # instead of exiting: pass it on, or an interrupted command would exit 0.
-        code = app(args=args, prog_name="gcsearch", standalone_mode=False)
+        code = app(args=args, prog_name="gcsearch", standalone_mode=False, obj=engine)
     except _EXITS as exc:
         raise SystemExit(exc.exit_code) from None
     except _NO_ARGS:  # `gcsearch` alone: the help was printed

@@ -7,6 +7,7 @@ import json
 import math
 import sqlite3
 import weakref
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from run_helpers import load, run_cli, snapshot, states, write_grid, write_sampl
 
 import gcsearch
 from gcsearch import ArchSpec, measure
+from gcsearch.run.engine import default_engine
 from gcsearch.study.lifecycle import point_attrs
 from gcsearch.study.parse import read_study_file
 from gcsearch.training.config import ProxyConfig
@@ -123,21 +125,20 @@ def test_resuming_with_other_proxy_settings_is_refused(tmp_path: Path, db: str,
 
 
 def test_a_diverging_or_crashing_trial_is_recorded_and_the_study_goes_on(
-        tmp_path: Path, db: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    real_build = gcsearch.build_model
+        tmp_path: Path, db: str, capsys: pytest.CaptureFixture[str]) -> None:
+    real = default_engine()
     c4_add = ArchSpec(backbone="proxy", width=8, block="gc", ratio=4, stages="c4", position="after_add").key
 
     def build(spec: ArchSpec, *args, **kwargs) -> torch.nn.Module:
         if spec.key == c4_add:
             raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB\nmore detail")
-        model = real_build(spec, *args, **kwargs)
+        model = real.build(spec, *args, **kwargs)
         if not spec.has_blocks:  # the baseline's logits turn NaN: the real loop must see the loss diverge
             model.register_forward_hook(lambda module, inputs, output: output * float("nan"))
         return model
 
-    monkeypatch.setattr(gcsearch, "build_model", build)
     path = write_grid(tmp_path / "nan.toml", "nan")
-    assert run_cli("--study", str(path), "--storage", db, "--quiet") == 0
+    assert run_cli("--study", str(path), "--storage", db, "--quiet", engine=replace(real, build=build)) == 0
     study = load(db, "nan")
     by_label = {t.user_attrs["label"]: t for t in study.get_trials()}
     base = by_label["none (baseline)"]
@@ -151,20 +152,15 @@ def test_a_diverging_or_crashing_trial_is_recorded_and_the_study_goes_on(
     assert "every point has been run, 3/5 finished" in out and "failed trials: 1 diverged, 1 error" in out
 
     # A rerun retries the point that crashed (it may pass now); the diverged one would only diverge again.
-    monkeypatch.setattr(gcsearch, "build_model", real_build)
     assert run_cli("--study", str(path), "--storage", db, "--quiet") == 0
     study = load(db, "nan")
     assert states(study) == {"FAIL": 2, "COMPLETE": 4}
     assert study.get_trials()[-1].user_attrs["key"] == c4_add
 
 
-def test_an_out_of_memory_trial_frees_its_model_before_memory_is_released(
-        tmp_path: Path, db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_out_of_memory_trial_frees_its_model_before_memory_is_released(tmp_path: Path, db: str) -> None:
     """The traceback of an out-of-memory error holds the trial's model and activations; the cache is emptied for
     the other workers on the GPU only once nothing holds them any more."""
-    import gcsearch.run.worker
-    import gcsearch.training.loop
-
     models: list[weakref.ref] = []
     alive_when_freed: list[bool] = []
 
@@ -177,10 +173,9 @@ def test_an_out_of_memory_trial_frees_its_model_before_memory_is_released(
         gc.collect()
         alive_when_freed.append(models[-1]() is not None)
 
-    monkeypatch.setattr(gcsearch.training.loop, "train_candidate", train_out_of_memory)
-    monkeypatch.setattr(gcsearch.run.worker, "_free_memory", free_memory)
+    engine = replace(default_engine(), train=train_out_of_memory, free_memory=free_memory)
     path = write_grid(tmp_path / "oom.toml", "oom")
-    assert run_cli("--study", str(path), "--storage", db, "--quiet") == 0
+    assert run_cli("--study", str(path), "--storage", db, "--quiet", engine=engine) == 0
     assert alive_when_freed == [False] * 5  # every trial failed, and each model was gone when memory was freed
     trials = load(db, "oom").get_trials()
     assert [t.state for t in trials] == [TrialState.FAIL] * 5
@@ -188,29 +183,23 @@ def test_an_out_of_memory_trial_frees_its_model_before_memory_is_released(
         "error: OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB"}
 
 
-def test_the_device_is_warmed_up_once_before_the_first_training(tmp_path: Path, db: str,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_device_is_warmed_up_once_before_the_first_training(tmp_path: Path, db: str) -> None:
     """CUDA's start-up (kernels, cuDNN and cuBLAS handles) must not count as the first trial's training time."""
-    import gcsearch.training.loop
-
     calls: list[tuple[str, str]] = []
-    real_train = gcsearch.training.loop.train_candidate
-    import gcsearch.training.device
-
-    monkeypatch.setattr(gcsearch.training.device, "warm_up", lambda device: calls.append(("warm_up", str(device))))
+    real = default_engine()
 
     def train(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         calls.append(("train", str(kwargs["device"])))
-        return real_train(*args, **kwargs)
+        return real.train(*args, **kwargs)
 
-    monkeypatch.setattr(gcsearch.training.loop, "train_candidate", train)
+    engine = replace(real, warm_up=lambda device: calls.append(("warm_up", str(device))), train=train)
     path = write_grid(tmp_path / "warm.toml", "warm")
-    assert run_cli("--study", str(path), "--storage", db, "--quiet", "--trials", "3") == 0
+    assert run_cli("--study", str(path), "--storage", db, "--quiet", "--trials", "3", engine=engine) == 0
     assert calls == [("warm_up", "cpu")] + [("train", "cpu")] * 3
 
 
 def test_local_workers_share_the_cores_on_any_device() -> None:
-    from gcsearch.run.worker import worker_threads
+    from gcsearch.run.local import worker_threads
 
     assert [worker_threads(w, 16) for w in (1, 2, 3, 4, 16, 32)] == [16, 8, 5, 4, 1, 1]
     assert worker_threads(2, None) == 1  # os.cpu_count() may not know

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -153,6 +155,31 @@ def test_a_bad_study_file_exits_2_naming_file_and_key(what: str, text: str, mess
     err = capsys.readouterr().err
     assert message in " ".join(err.split())
     assert not (tmp_path / "db.sqlite").exists()  # refused before the storage was touched
+
+
+# Run in a fresh interpreter (this one has torch loaded already): the error, then whether torch was imported.
+NO_TORCH_CHECK = """
+import sys
+from gcsearch.cli import main
+try:
+    main(["run", "--study", sys.argv[1], "--storage", sys.argv[2]])
+except SystemExit as exc:
+    print("exit", exc.code, "torch imported:", "torch" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    (GOOD.replace("ratio = 4", 'ratio = "four"'), "bad.toml:fixed.ratio: expected an integer, got 'four'"),
+    ("[space\n", "bad.toml: malformed TOML"),
+    (GOOD + "[proxy]\nepochs = 2\n", "bad.toml: malformed TOML"),  # [proxy] twice
+])
+def test_a_study_file_error_is_one_line_without_importing_torch(text: str, message: str, tmp_path: Path) -> None:
+    """A typo in a study file must not cost a torch import (seconds) before its one-line error."""
+    (tmp_path / "bad.toml").write_text(text)
+    result = subprocess.run([sys.executable, "-c", NO_TORCH_CHECK, "bad.toml", f"sqlite:///{tmp_path / 'x.db'}"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.stdout == "exit 2 torch imported: False\n", result.stdout + result.stderr
+    assert len(result.stderr.splitlines()) == 1 and result.stderr.startswith(f"error: {message}")
 
 
 @pytest.mark.parametrize(("ref", "message"), [

@@ -16,21 +16,11 @@ from rich.text import Text
 
 from gcsearch.commands import console, err_console
 from gcsearch.contract import Attr, Counts, count_trials
-from gcsearch.run.worker import (
-    Best,
-    LogLines,
-    Reporter,
-    Run,
-    RunOptions,
-    Summary,
-    TrialOutcome,
-    format_count,
-    format_outcome,
-    prepare,
-    run_local_workers,
-    summarize,
-    work,
-)
+from gcsearch.run.engine import Engine
+from gcsearch.run.local import run_local_workers
+from gcsearch.run.progress import Best, LogLines, Reporter, Summary, TrialOutcome, format_count, format_outcome
+from gcsearch.run.setup import Run, RunOptions, prepare
+from gcsearch.run.worker import summarize, work
 from gcsearch.storage.urls import DEFAULT_STORAGE
 from gcsearch.storage.writer import DEFAULT_HEARTBEAT
 from gcsearch.study.parse import builtin_studies
@@ -59,6 +49,7 @@ error, named as file:key), 130 interrupted (the running trial is recorded and qu
 
 
 def run(
+    ctx: typer.Context,
     study: Annotated[str, typer.Option(
         "--study", "-s", metavar="NAME|PATH",
         help=f"A built-in study ({', '.join(builtin_studies())}) or the path to a study file (.toml).",
@@ -107,7 +98,9 @@ def run(
                          seed=seed, heartbeat=heartbeat)
     out = err_console if as_json else console
     started = time.monotonic()
-    run_, queued = prepare(options, train=workers == 1)
+    # Tests hand in an Engine with fakes as the context object (gcsearch.cli.main(argv, engine=...)).
+    engine = ctx.obj if isinstance(ctx.obj, Engine) else None
+    run_, queued = prepare(options, engine=engine, train=workers == 1)
     view: Reporter = LogLines(write=lambda line: out.print(line, highlight=False, markup=False, soft_wrap=True)) \
         if quiet or not out.is_terminal else LiveView(out, run_)
     view.opened(run_, queued)

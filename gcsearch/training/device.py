@@ -1,6 +1,9 @@
-"""The device a worker trains on: resolved from --device, made current, and warmed up before the first trial."""
+"""The device a worker trains on: resolved from --device, made current, warmed up before the first trial, and
+its memory handed back after a failed one."""
 
 from __future__ import annotations
+
+import gc
 
 import torch
 import torch.nn.functional as F
@@ -58,3 +61,15 @@ def warm_up(device: torch.device) -> None:
         optimizer.step()
     if cuda:
         torch.cuda.synchronize(device)
+
+
+def free_memory() -> None:
+    """Collect the failed trial's objects and hand the GPU memory they held back to the driver, so that the
+    other workers on that GPU can use it. Call it once the trial's exception is gone: its traceback's frames
+    hold the model, the optimizer and the activations."""
+    gc.collect()
+    try:
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except Exception:  # noqa: BLE001 - freeing memory must never fail the study
+        pass

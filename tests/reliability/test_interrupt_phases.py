@@ -1,15 +1,17 @@
 """SIGTERM and Ctrl-C (SIGINT) in each phase of a trial: exit 130, a consistent database, and a resume.
 
-The signal is raised from inside the phase itself (a wrapper around the function that does that phase's
-work), so each phase is hit deterministically; Python runs the handler right there, exactly as when the
-signal comes from outside while that code runs. The order within a trial is the runner's: measuring (FLOPs,
-params), building (the model that trains), training, writing (telling Optuna the result).
+The signal is raised from inside the phase itself (the run's engine gets a wrapper around the function that
+does that phase's work; the write is Optuna's `Study.tell`), so each phase is hit deterministically; Python
+runs the handler right there, exactly as when the signal comes from outside while that code runs. The order
+within a trial is the runner's: measuring (FLOPs, params), building (the model that trains), training,
+writing (telling Optuna the result).
 """
 
 from __future__ import annotations
 
 import signal
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +21,8 @@ from optuna.trial import TrialState
 from reliability_helpers import FIGURES, by_state, finished, grid_size, lost, trials_of, write_grid
 from run_helpers import on_cpu
 
-import gcsearch
-import gcsearch.model.cost
-import gcsearch.training.loop
 from gcsearch.cli import main
+from gcsearch.run.engine import Engine, default_engine
 
 SIGNALS = {"SIGTERM": signal.SIGTERM, "SIGINT": signal.SIGINT}
 VICTIM = 1  # the phase is interrupted in the second trial, so one finished trial is there to keep
@@ -43,10 +43,9 @@ class Trigger:
             signal.raise_signal(self.signum)
 
 
-def _wrap(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str, before: Callable[..., None] | None = None,
-          after: Callable[..., None] | None = None, when: Callable[..., bool] = lambda *a, **k: True) -> None:
-    original = getattr(owner, name)
-
+def _wrapped(original: Callable[..., Any], before: Callable[..., None] | None = None,
+             after: Callable[..., None] | None = None, when: Callable[..., bool] = lambda *a, **k: True
+             ) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         hit = when(*args, **kwargs)
         if hit and before:
@@ -56,16 +55,18 @@ def _wrap(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str, before: Callab
             after()
         return result
 
-    monkeypatch.setattr(owner, name, wrapper)
+    return wrapper
 
 
-def _arm(phase: str, trigger: Trigger, monkeypatch: pytest.MonkeyPatch) -> None:
+def _arm(phase: str, trigger: Trigger, monkeypatch: pytest.MonkeyPatch) -> Engine:
+    """The engine the run gets, with `trigger` inside `phase` (the write is Optuna's, so it is patched there)."""
+    engine = default_engine()
     if phase == "measuring":
-        _wrap(monkeypatch, gcsearch.model.cost, "measure", before=trigger)
-    elif phase == "building":
-        _wrap(monkeypatch, gcsearch, "build_model", before=trigger)
-    elif phase == "training":  # in the middle of the training loop: after its first step
-        original = gcsearch.training.loop.train_candidate
+        return replace(engine, measure=_wrapped(engine.measure, before=trigger))
+    if phase == "building":
+        return replace(engine, build=_wrapped(engine.build, before=trigger))
+    if phase == "training":  # in the middle of the training loop: after its first step
+        original = engine.train
 
         def train(*args: Any, on_step: Callable[[int, int], None] | None = None, **kwargs: Any) -> Any:
             trigger_now = [True]
@@ -79,19 +80,19 @@ def _arm(phase: str, trigger: Trigger, monkeypatch: pytest.MonkeyPatch) -> None:
 
             return original(*args, on_step=step, **kwargs)
 
-        monkeypatch.setattr(gcsearch.training.loop, "train_candidate", train)
-    elif phase in ("writing", "written"):  # just before the result is stored, or just after
+        return replace(engine, train=train)
+    if phase in ("writing", "written"):  # just before the result is stored, or just after
         def completes(self: optuna.Study, trial: Any, values: Any = None, **kwargs: Any) -> bool:
             return values is not None
         hook = {"before": trigger} if phase == "writing" else {"after": trigger}
-        _wrap(monkeypatch, optuna.Study, "tell", when=completes, **hook)
-    else:
-        raise AssertionError(phase)
+        monkeypatch.setattr(optuna.Study, "tell", _wrapped(optuna.Study.tell, when=completes, **hook))
+        return engine
+    raise AssertionError(phase)
 
 
-def _run(*args: str) -> int:
+def _run(*args: str, engine: Engine | None = None) -> int:
     try:
-        main(on_cpu(["run", *args]))
+        main(on_cpu(["run", *args]), engine=engine)
     except SystemExit as exc:
         return int(exc.code or 0)
     except KeyboardInterrupt:  # pragma: no cover - would mean the CLI let an interruption escape
@@ -111,8 +112,7 @@ def test_an_interrupted_phase_exits_130_and_the_next_run_resumes(phase: str, sig
     args = ("--study", str(path), "--storage", db, "--quiet", "--heartbeat", "1")
     trigger = Trigger(SIGNALS[sig])
     with monkeypatch.context() as patch:
-        _arm(phase, trigger, patch)
-        code = _run(*args)
+        code = _run(*args, engine=_arm(phase, trigger, patch))
     err = capsys.readouterr().err
     assert trigger.fired, f"the {phase} phase was never reached"
     assert code == 130, err

@@ -3,6 +3,7 @@ its reason, and the study goes on with the next candidate."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -12,34 +13,37 @@ from optuna.trial import TrialState
 from reliability_helpers import by_state, grid_size, trials_of, write_grid
 from run_helpers import run_cli
 
-import gcsearch.training.loop
-from gcsearch.model.blocks.context_block import ContextBlock
+from gcsearch.run.engine import default_engine
 
 OOM = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 MESSAGE = "CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 79.10 GiB total capacity)"
 
 
 def test_an_out_of_memory_trial_fails_with_its_reason_and_the_study_goes_on(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write_grid(tmp_path / "oom.toml", "oom", stage_sets=2, positions=2)
     n = grid_size(2, 2)
     db = f"sqlite:///{tmp_path / 'oom.db'}"
     state = {"trial": 0, "raised": 0}
-    train, forward = gcsearch.training.loop.train_candidate, ContextBlock.forward
+    real = default_engine()
 
     def counting_train(*args: Any, **kwargs: Any) -> Any:
         state["trial"] += 1
-        return train(*args, **kwargs)
+        return real.train(*args, **kwargs)
 
-    def failing_forward(self: ContextBlock, x: torch.Tensor) -> torch.Tensor:
-        if self.training and state["trial"] == 2:  # only while the second trial trains (not while measured)
+    def fail_in_training(block: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+        if block.training and state["trial"] == 2:  # only while the second trial trains (not while measured)
             state["raised"] += 1
             raise OOM(MESSAGE)
-        return forward(self, x)
 
-    monkeypatch.setattr(gcsearch.training.loop, "train_candidate", counting_train)
-    monkeypatch.setattr(ContextBlock, "forward", failing_forward)
-    assert run_cli("--study", str(path), "--storage", db, "--quiet") == 0
+    def build(*args: Any, **kwargs: Any) -> torch.nn.Module:
+        model = real.build(*args, **kwargs)
+        for _, block in model.context_blocks():
+            block.register_forward_pre_hook(fail_in_training)
+        return model
+
+    engine = replace(real, build=build, train=counting_train)
+    assert run_cli("--study", str(path), "--storage", db, "--quiet", engine=engine) == 0
     out = capsys.readouterr().out
     assert state["raised"] == 1
 

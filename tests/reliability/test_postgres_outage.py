@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 import warnings
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from run_helpers import postgres_url_or_skip, run_cli
 from sqlalchemy.engine import make_url
 from tcp_proxy import TcpProxy
 
-import gcsearch.training.loop
+from gcsearch.run.engine import default_engine
 from gcsearch.storage.urls import mask_url
 
 
@@ -67,13 +68,14 @@ def test_a_lost_server_stops_the_worker_with_exit_1_and_a_later_run_completes(
             return original(*args, **kwargs)
         return wrapper
 
+    engine = default_engine()
     with monkeypatch.context() as patch:
         if moment == "training":
-            patch.setattr(gcsearch.training.loop, "train_candidate", cut_then(gcsearch.training.loop.train_candidate))
+            engine = replace(engine, train=cut_then(engine.train))
         else:
             patch.setattr(optuna.storages, "fail_stale_trials", cut_then(optuna.storages.fail_stale_trials))
         try:
-            code = run_cli("--study", str(path), "--storage", via_proxy, "--quiet", "--heartbeat", "1")
+            code = run_cli("--study", str(path), "--storage", via_proxy, "--quiet", "--heartbeat", "1", engine=engine)
         finally:
             proxy.cut()
     err = capsys.readouterr().err
