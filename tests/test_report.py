@@ -18,11 +18,8 @@ import pytest
 from report_study import COSTS, SPECS, STUDY, build_hand_study, study_meta
 
 from gcsearch.errors import InputError
-from gcsearch.report.build import (
-    build_report,
-    read_report,
-    short_label,
-)
+from gcsearch.report.build import build_report, read_report
+from gcsearch.report.labels import short_label
 from gcsearch.storage.reader import list_studies, read_study
 from gcsearch.storage.records import constraints_from_system_attrs
 

@@ -16,8 +16,10 @@ from rich.text import Text
 from gcsearch.commands import console, err_console
 from gcsearch.contract import Attr, Meta, objective_names, proxy_settings
 from gcsearch.errors import InputError
-from gcsearch.report.build import SORT_KEYS, SPEC_DIMS, Report, read_report
+from gcsearch.report.build import SORT_KEYS, Report, read_report
 from gcsearch.report.formats import FORMATS, display_columns, header_lines, render, text_table, text_table_width
+from gcsearch.report.labels import short_label
+from gcsearch.space.spec import SPEC_FIELDS
 from gcsearch.storage.reader import list_studies, read_trial
 from gcsearch.storage.records import StudySummary, TrialRecord
 from gcsearch.storage.urls import DEFAULT_STORAGE, mask_url
@@ -44,7 +46,7 @@ def report(
              "(default: the study's own).")] = None,
     by: Annotated[str | None, typer.Option(
         "--by", metavar="DIM",
-        help=f"Ablation table: one row per value of a spec dimension ({', '.join(SPEC_DIMS)}), baseline first. "
+        help=f"Ablation table: one row per value of a spec dimension ({', '.join(SPEC_FIELDS)}), baseline first. "
              "Chosen automatically when exactly one dimension varies.")] = None,
     fmt: Annotated[str, typer.Option(
         "--format", "-f", metavar="FORMAT", help=f"Output format: {', '.join(FORMATS)}.")] = "table",
@@ -230,8 +232,6 @@ def _trial_dict(summary: StudySummary, t: TrialRecord) -> dict[str, Any]:
 
 
 def _print_trial(summary: StudySummary, t: TrialRecord) -> None:
-    from gcsearch.report.build import short_label
-
     ua = t.user_attrs
     spec = ua.get(Attr.SPEC) if isinstance(ua.get(Attr.SPEC), dict) else None
     console.print(f"[bold]trial {t.number}[/] of study {summary.name}: {t.state.lower()}"

@@ -16,7 +16,9 @@ from typing import Any
 from rich.cells import cell_len
 
 from gcsearch.errors import InputError
-from gcsearch.report.build import Report, Row, _format_value, _stages_short
+from gcsearch.report.build import Report
+from gcsearch.report.labels import format_value, stages_short
+from gcsearch.report.rows import Row
 
 __all__ = ["FORMATS", "display_columns", "export_records", "header_lines", "render", "to_csv", "to_json",
            "to_latex", "to_markdown"]
@@ -29,8 +31,8 @@ def value_text(row: Row, dim: str | None) -> str:
     if row.baseline:
         return "baseline"
     if dim == "stages":
-        return _stages_short(row.value) or "-"
-    return _format_value(row.value)
+        return stages_short(row.value) or "-"
+    return format_value(row.value)
 
 
 # -- exports --------------------------------------------------------------------------------------------

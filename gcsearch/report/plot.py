@@ -13,7 +13,8 @@ import numpy as np
 from gcsearch.contract import OBJECTIVES
 from gcsearch.errors import InputError
 from gcsearch.pareto import nondominated_ranks
-from gcsearch.report.build import Report, Row
+from gcsearch.report.build import Report
+from gcsearch.report.rows import Row
 
 PLOT_SUFFIXES = (".png", ".svg")
 MAX_LABELS = 12
