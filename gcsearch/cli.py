@@ -17,6 +17,8 @@ from gcsearch.commands import fail
 from gcsearch.commands import inspect as inspect_cmd
 from gcsearch.commands import report as report_cmd
 from gcsearch.commands import run as run_cmd
+from gcsearch.commands import show as show_cmd
+from gcsearch.commands import studies as studies_cmd
 from gcsearch.errors import InputError, RuntimeFailure
 
 if TYPE_CHECKING:
@@ -83,9 +85,10 @@ def _root(
     """Global options."""
 
 
-for _name, _function in (("inspect", inspect_cmd.inspect), ("run", run_cmd.run), ("report", report_cmd.report),
-                         ("studies", report_cmd.studies), ("show", report_cmd.show)):
-    app.command(_name, cls=_Command, help=reflow(_function.__doc__ or ""))(_function)
+# In the order `gcsearch --help` lists them; each is named after its function.
+for _function in (inspect_cmd.inspect, run_cmd.run, report_cmd.report, studies_cmd.studies, show_cmd.show):
+    app.command(_function.__name__, cls=_Command, help=reflow(_function.__doc__ or ""))(_function)
+
 
 def main(argv: list[str] | None = None, *, engine: Engine | None = None) -> None:
     """Console-script entry point: turn every known error into one line and an exit code.

@@ -1,9 +1,11 @@
-"""One module per CLI command (or family of commands); `gcsearch.cli` registers them on the app."""
+"""One module per CLI command; `gcsearch.cli` registers them on the app. Here: what they share (the consoles,
+the one-line error, the options of the commands that read a storage)."""
 
 from __future__ import annotations
 
-from typing import NoReturn
+from typing import Annotated, NoReturn
 
+import typer
 from rich.console import Console
 from rich.markup import escape
 
@@ -23,3 +25,19 @@ def printable(text: str) -> str:
     """`text` with control characters written as escapes: a key named "a\\nb" or "\\r" in a user's file must
     not split the one-line error or move the cursor back over it."""
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def wide(out: Console) -> Console:
+    """The console itself on a terminal; a 200-column one when output goes to a pipe or file."""
+    if out.is_terminal:
+        return out
+    return Console(width=200, color_system=None, soft_wrap=False)
+
+
+# The options of the commands that only read a storage (report, studies, show).
+StorageOption = Annotated[str, typer.Option(
+    "--storage", metavar="URL", envvar="GCSEARCH_STORAGE",
+    help="Where the trials live: a SQLAlchemy URL (sqlite:///gcsearch.db, postgresql+psycopg://...) or the path "
+         "of a SQLite file. Opened read-only; a missing file is an error, never a new database.")]
+StudyOption = Annotated[str | None, typer.Option(
+    "--study", "-s", metavar="NAME", help="Study name; may be left out when the storage holds one study.")]
