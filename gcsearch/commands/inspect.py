@@ -11,7 +11,7 @@ from rich import box
 from rich.table import Table
 
 from gcsearch.commands import console
-from gcsearch.errors import InputError
+from gcsearch.errors import InputError, positive_int
 from gcsearch.space import ArchSpec
 from gcsearch.space.spec import SPEC_FIELDS
 from gcsearch.space.vocabulary import (
@@ -26,6 +26,7 @@ from gcsearch.space.vocabulary import (
     STAGES,
     TRANSFORMS,
 )
+from gcsearch.units import si
 
 
 def _opt(name: str, help: str, metavar: str = "TEXT") -> Any:
@@ -93,10 +94,7 @@ def inspect(
     spec = _read_spec(spec_file, given) if spec_file is not None else ArchSpec(**given)
     small = BACKBONES[spec.backbone].stem == "small"
     size = _parse_input_size(input_size) if input_size is not None else (3, 32, 32) if small else (3, 224, 224)
-    if num_classes is None:
-        num_classes = 10 if small else 1000
-    elif num_classes < 1:
-        raise InputError(f"num-classes: expected a positive integer, got {num_classes}")
+    num_classes = (10 if small else 1000) if num_classes is None else positive_int("num-classes", num_classes)
     if device.split(":")[0] not in ("cpu", "cuda"):
         raise InputError(f"device: {device!r} is not one of cpu, cuda")
 
@@ -144,10 +142,7 @@ def _parse_input_size(text: str) -> tuple[int, int, int]:
 
 
 def _human(n: float) -> str:
-    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
-        if abs(n) >= scale:
-            return f"{n / scale:.4g}{suffix}"
-    return f"{n:,.0f}"
+    return si(n, ".4g", kilo="K", small=",.0f")
 
 
 def _print_table(result: Any) -> None:

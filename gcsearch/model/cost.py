@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from gcsearch.errors import InputError, RuntimeFailure
+from gcsearch.errors import InputError, RuntimeFailure, positive_int
 from gcsearch.model.resnet import build_model
 from gcsearch.space import ArchSpec
 from gcsearch.space.vocabulary import BACKBONES, STAGES
@@ -90,7 +90,7 @@ def measure(spec: ArchSpec, input_size: tuple[int, int, int] | list[int] = (3, 2
     if not isinstance(spec, ArchSpec):
         raise TypeError(f"measure expects an ArchSpec, got {type(spec).__name__}")
     size = _input_size(input_size)
-    num_classes = _positive("num_classes", num_classes)
+    num_classes = positive_int("num_classes", num_classes)
     device = _device(device) if latency else str(device)
     key = (spec.key, size, num_classes, bool(latency), device)
     if key in _CACHE:
@@ -293,18 +293,12 @@ def device_sync(device: torch.device) -> Callable[[], None]:
 # -- input checks ---------------------------------------------------------------------------------------------
 
 
-def _positive(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InputError(f"{name}: expected a positive integer, got {value!r}")
-    return value
-
-
 def _input_size(value: Any) -> tuple[int, int, int]:
     if isinstance(value, int) and not isinstance(value, bool):
         value = (3, value, value)
     if not isinstance(value, (tuple, list)) or len(value) != 3:
         raise InputError(f"input_size: expected (channels, height, width), got {value!r}")
-    return tuple(_positive("input_size", v) for v in value)  # type: ignore[return-value]
+    return tuple(positive_int("input_size", v) for v in value)  # type: ignore[return-value]
 
 
 def _device(value: Any) -> str:

@@ -19,7 +19,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from gcsearch.errors import InputError
+from gcsearch.errors import positive_int
 from gcsearch.model.blocks import ContextBlock, NonLocalBlock
 from gcsearch.space import ArchSpec
 from gcsearch.space.vocabulary import BACKBONES, STAGES, BackboneConfig, block_channels
@@ -35,71 +35,86 @@ def create_block(spec: ArchSpec, channels: int) -> nn.Module | None:
                         ratio=spec.ratio, norm=spec.norm, act=spec.act)
 
 
-class BasicBlock(nn.Module):
-    """Two 3x3 convs (resnet18/34, proxy)."""
+class ResidualBlock(nn.Module):
+    """What both kinds of residual block share: the shortcut, the final ReLU, and the context block at its
+    position. A kind supplies its own layers and the two halves of its branch, split where `after_3x3` sits.
+    """
 
     expansion = 1
 
     def __init__(self, in_channels: int, width: int, stride: int = 1, context: nn.Module | None = None,
                  position: str | None = None) -> None:
         super().__init__()
-        out_channels = width * self.expansion
+        # The kind's own layers first, then the shortcut: torchvision's order, which fixes the order in which
+        # the layers draw their initial weights.
+        self.make_layers(in_channels, width, stride)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = _downsample(in_channels, width * self.expansion, stride)
+        self.context = context
+        self.position = position if context is not None else None
+
+    def make_layers(self, in_channels: int, width: int, stride: int) -> None:
+        raise NotImplementedError
+
+    def branch_start(self, x: torch.Tensor) -> torch.Tensor:
+        """The residual branch up to and including its 3x3 conv's BN and ReLU."""
+        raise NotImplementedError
+
+    def branch_end(self, out: torch.Tensor) -> torch.Tensor:
+        """The residual branch's last conv and BN."""
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.branch_start(x)
+        if self.position == "after_3x3":
+            out = self.context(out)
+        out = self.branch_end(out)
+        if self.position == "after_1x1":
+            out = self.context(out)
+        out += identity
+        if self.position == "after_add":
+            out = self.context(out)
+        return self.relu(out)
+
+
+class BasicBlock(ResidualBlock):
+    """Two 3x3 convs (resnet18/34, proxy)."""
+
+    expansion = 1
+
+    def make_layers(self, in_channels: int, width: int, stride: int) -> None:
         self.conv1 = nn.Conv2d(in_channels, width, 3, stride, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
         self.conv2 = nn.Conv2d(width, width, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(width)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = _downsample(in_channels, out_channels, stride)
-        self.context = context
-        self.position = position if context is not None else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        if self.position == "after_3x3":
-            out = self.context(out)
-        out = self.bn2(self.conv2(out))
-        return _finish(self, out, identity)
+    def branch_start(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu(self.bn1(self.conv1(x)))
+
+    def branch_end(self, out: torch.Tensor) -> torch.Tensor:
+        return self.bn2(self.conv2(out))
 
 
-class Bottleneck(nn.Module):
+class Bottleneck(ResidualBlock):
     """1x1 -> 3x3 (stride) -> 1x1 with expansion 4 (resnet50/101, proxy_bottleneck)."""
 
     expansion = 4
 
-    def __init__(self, in_channels: int, width: int, stride: int = 1, context: nn.Module | None = None,
-                 position: str | None = None) -> None:
-        super().__init__()
-        out_channels = width * self.expansion
+    def make_layers(self, in_channels: int, width: int, stride: int) -> None:
         self.conv1 = nn.Conv2d(in_channels, width, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
         self.conv2 = nn.Conv2d(width, width, 3, stride, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(width)
-        self.conv3 = nn.Conv2d(width, out_channels, 1, bias=False)
-        self.bn3 = nn.BatchNorm2d(out_channels)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = _downsample(in_channels, out_channels, stride)
-        self.context = context
-        self.position = position if context is not None else None
+        self.conv3 = nn.Conv2d(width, width * self.expansion, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(width * self.expansion)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
+    def branch_start(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        if self.position == "after_3x3":
-            out = self.context(out)
-        out = self.bn3(self.conv3(out))
-        return _finish(self, out, identity)
+        return self.relu(self.bn2(self.conv2(out)))
 
-
-def _finish(block: BasicBlock | Bottleneck, out: torch.Tensor, identity: torch.Tensor) -> torch.Tensor:
-    """The residual branch's end, shared by both block kinds: [after_1x1] -> sum -> [after_add] -> ReLU."""
-    if block.position == "after_1x1":
-        out = block.context(out)
-    out += identity
-    if block.position == "after_add":
-        out = block.context(out)
-    return block.relu(out)
+    def branch_end(self, out: torch.Tensor) -> torch.Tensor:
+        return self.bn3(self.conv3(out))
 
 
 def _downsample(in_channels: int, out_channels: int, stride: int) -> nn.Module | None:
@@ -206,7 +221,6 @@ def build_model(spec: ArchSpec, num_classes: int = 10, in_chans: int = 3) -> Res
     """Build the candidate `spec` as a PyTorch model (train mode, float32, on the CPU)."""
     if not isinstance(spec, ArchSpec):
         raise TypeError(f"build_model expects an ArchSpec, got {type(spec).__name__}")
-    for name, value in (("num_classes", num_classes), ("in_chans", in_chans)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise InputError(f"{name}: expected a positive integer, got {value!r}")
+    positive_int("num_classes", num_classes)
+    positive_int("in_chans", in_chans)
     return ResNet(spec, num_classes=num_classes, in_chans=in_chans)

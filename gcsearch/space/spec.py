@@ -13,7 +13,7 @@ import json
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from gcsearch.errors import SpecError
+from gcsearch.errors import SpecError, not_positive_int
 from gcsearch.space.vocabulary import (
     ACTS,
     BACKBONES,
@@ -129,16 +129,14 @@ def _choice(field: str, value: Any, choices: tuple[str, ...]) -> str:
 
 
 def _positive_int(field: str, value: Any, maximum: int | None = None) -> int:
-    if isinstance(value, bool):
-        raise SpecError(field, f"expected a positive integer, got {value!r}")
+    """A count from JSON, TOML or a command line: 4, 4.0 and "4" are all 4."""
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value)
-    if not isinstance(value, int) or value < 1:
-        raise SpecError(field, f"expected a positive integer, got {value!r}")
-    if maximum is not None and value > maximum:
-        raise SpecError(field, f"at most {maximum}, got {value}")
+    why = not_positive_int(value, maximum)
+    if why is not None:
+        raise SpecError(field, why)
     return value
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from gcsearch.contract import OBJECTIVES
-from gcsearch.errors import InputError, SpecError
+from gcsearch.errors import InputError, SpecError, not_int_at_least
 from gcsearch.space import ArchSpec
 from gcsearch.space.vocabulary import STAGES
 from gcsearch.study.pruning import make_pruner
@@ -107,10 +107,9 @@ class _Parser:
     def integer(self, key: str, value: Any, minimum: int) -> int:
         if isinstance(value, float) and value.is_integer():
             value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.error(key, f"expected an integer, got {value!r}")
-        if value < minimum:
-            raise self.error(key, f"must be >= {minimum}, got {value}")
+        why = not_int_at_least(value, minimum)
+        if why is not None:
+            raise self.error(key, why)
         return value
 
     def parse(self) -> StudySpec:

@@ -37,7 +37,7 @@ import optuna
 from optuna.trial import TrialState
 
 from gcsearch.contract import Attr, objective_names, proxy_settings, study_meta
-from gcsearch.errors import InputError
+from gcsearch.errors import InputError, not_int_at_least
 from gcsearch.study.front_rule import finished_at, fmt_pair, front_verdict
 
 RULES = ("none", "front", "median", "successive_halving", "hyperband")
@@ -291,10 +291,9 @@ def _direction(d: Any) -> str:
 
 def _int(config: Mapping[str, Any], key: str, default: int, *, minimum: int) -> int:
     value = config.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InputError(f"pruning.{key}: expected an integer, got {value!r}")
-    if value < minimum:
-        raise InputError(f"pruning.{key}: must be >= {minimum}, got {value}")
+    why = not_int_at_least(value, minimum)
+    if why is not None:
+        raise InputError(f"pruning.{key}: {why}")
     return value
 
 
