@@ -3,10 +3,14 @@ the image sets (GCSEARCH_STORAGE, GCSEARCH_DATA_DIR), which `run` and `report` m
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import shlex
+import shutil
+import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -153,3 +157,22 @@ def test_oldest_constraints_are_the_lower_bounds() -> None:
         if match and match[1] not in ("torch", "tomli"):
             trim = re.compile(r"(\.0)+$")
             assert trim.sub("", pins[match[1].lower()]) == trim.sub("", match[2]), requirement
+
+
+def test_a_wheel_built_from_a_clean_clone_carries_every_module_and_the_built_in_studies(tmp_path: Path) -> None:
+    """gcsearch/studies is a link to ../studies: a wheel built from a fresh clone (only what git tracks) must hold
+    the study files themselves, and every module of every subpackage."""
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("needs git and a git checkout")
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True, timeout=120)
+    # Without a network (or a setuptools here), pip cannot build in isolation: build with this environment's.
+    isolation = [] if importlib.util.find_spec("setuptools") is None else ["--no-build-isolation"]
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", *isolation, "--wheel-dir",
+                    str(tmp_path / "dist"), str(clone)], check=True, timeout=300, capture_output=True)
+    names = set(zipfile.ZipFile(next((tmp_path / "dist").glob("gcsearch-*.whl"))).namelist())
+    studies = {Path(n).name for n in names if n.startswith("gcsearch/studies/") and n.endswith(".toml")}
+    assert studies == {p.name for p in (clone / "studies").glob("*.toml")} and "placement.toml" in studies
+    assert "gcsearch/studies/__init__.py" in names  # importlib.resources finds the built-in studies as a package
+    modules = {str(p.relative_to(clone)) for p in (clone / "gcsearch").rglob("*.py") if "studies" not in p.parts}
+    assert "gcsearch/model/blocks/pooling.py" in modules and modules <= names, sorted(modules - names)
