@@ -162,9 +162,9 @@ def candidate_rows(trials: Iterable[TrialRecord], objective_index: dict[str, int
         row.flops = mean(trial_metric(t, "flops", objective_index) for t in counted)
         row.params = mean(trial_metric(t, "params", objective_index) for t in counted)
         row.latency_ms = mean(trial_metric(t, "latency", objective_index) for t in counted)
-        row.block_flops = mean(number(t.user_attrs.get("block_flops")) for t in counted)
-        row.block_params = mean(number(t.user_attrs.get("block_params")) for t in counted)
-        row.train_seconds = mean(number(t.user_attrs.get("train_seconds")) for t in counted)
+        row.block_flops = mean(number(t.user_attrs.get(Attr.BLOCK_FLOPS)) for t in counted)
+        row.block_params = mean(number(t.user_attrs.get(Attr.BLOCK_PARAMS)) for t in counted)
+        row.train_seconds = mean(number(t.user_attrs.get(Attr.TRAIN_SECONDS)) for t in counted)
         row.violated = sorted({name for t in members for name, v in t.constraints.items() if v > 0})
         row.feasible = not row.violated
         row.baseline = spec is not None and spec.get("block") == "none"
