@@ -72,14 +72,17 @@ class Run:
         return (self.data.in_chans, self.data.image_size, self.data.image_size)
 
 
-def prepare(options: RunOptions, *, engine: Engine | None = None, train: bool = True) -> tuple[Run, int]:
+def prepare(options: RunOptions, *, engine: Engine | None = None, train: bool = True,
+            spec: StudySpec | None = None) -> tuple[Run, int]:
     """Read the study file, open the storage, load the data, and create or resume the study.
 
     Returns the run and how many grid points this call queued. `train=False` (the parent of local
     workers) loads the data on the CPU only to check it and to know its shape. `engine`: the functions
-    trials run (default: the real ones).
+    trials run (default: the real ones). `spec`: a study built in code (`gcsearch check` derives its
+    studies from the file) instead of the file `options.study` names.
     """
-    spec = read_study_file(options.study)
+    if spec is None:
+        spec = read_study_file(options.study)
     if options.data_dir is not None:
         spec = replace(spec, proxy=replace(spec.proxy, data_dir=options.data_dir))
     if options.seed is not None:
