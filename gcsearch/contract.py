@@ -35,6 +35,7 @@ class Meta:
     SAMPLER = "sampler"
     SEED = "seed"
     REPEATS = "repeats"
+    BASELINE_REPEATS = "baseline_repeats"  # absent from studies made before grids repeated their baseline
     BACKBONE = "backbone"
     WIDTH = "width"
     DEPTH = "depth"

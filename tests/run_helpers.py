@@ -46,6 +46,9 @@ position = ["after_1x1", "after_add"]
 [fixed]
 block = "gc"
 ratio = 4
+
+[budget]
+baseline_repeats = 1  # one seed per point keeps the counts these tests assert simple
 """
 
 # Six candidates (no baseline outside a grid) for a sampler that proposes.

@@ -149,7 +149,8 @@ def test_a_password_never_reaches_output_reports_or_the_database(tmp_path: Path,
     assert secret and secret in url
     name = f"secret-{uuid.uuid4().hex[:12]}"
     (tmp_path / "s.toml").write_text(f'name = "{name}"\nbackbone = "proxy"\nwidth = 4\nsampler = "grid"\n'
-                                     '[space]\nratio = [2, 4]\n[proxy]\nimage_size = 8\ntrain_size = 64\n'
+                                     '[space]\nratio = [2, 4]\n[budget]\nbaseline_repeats = 1\n'
+                                     '[proxy]\nimage_size = 8\ntrain_size = 64\n'
                                      'val_size = 32\nepochs = 1\nbatch_size = 32\n')
     texts: list[str] = []
     try:

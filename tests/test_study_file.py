@@ -37,11 +37,12 @@ def test_builtin_studies_parse_to_the_documented_grids() -> None:
     sizes = {name: (len(read_study_file(name).candidates()), read_study_file(name).size) for name in builtin_studies()}
     # placement: 6 stage sets x 3 positions x 2 block sets + the baseline; block: 4 blocks x 2 x 2 + none;
     # ratio: 4 ratios + baseline, 2 repeats; fusion: 2 x 3 + baseline; norm: 4 bottlenecks + full + baseline.
-    assert sizes["placement"] == (37, 37)
-    assert sizes["block"] == (17, 17)
-    assert sizes["ratio"] == (5, 10)
-    assert sizes["fusion"] == (7, 7)
-    assert sizes["norm"] == (6, 6)
+    # Each grid trains its baseline with 3 seeds (its noise estimate), the other candidates with `repeats`.
+    assert sizes["placement"] == (37, 39)
+    assert sizes["block"] == (17, 19)
+    assert sizes["ratio"] == (5, 11)
+    assert sizes["fusion"] == (7, 9)
+    assert sizes["norm"] == (6, 8)
     joint = read_study_file("joint")
     assert joint.sampler == "tpe" and joint.directions == ["maximize", "minimize"] and joint.target() == 40
     assert len(joint.candidates()) == 1561  # 8,640 combinations, merged where they build the same model
@@ -63,7 +64,7 @@ def test_placement_grid_is_the_paper_default_among_others() -> None:
     paper = ArchSpec(backbone="proxy", width=16, block="gc", ratio=16, stages="c3,c4,c5", position="after_1x1",
                      blocks="all")
     assert paper.key in {c.key for c in study.candidates()}
-    assert study.grid()[0][1] == 0 and len(study.grid()) == 37
+    assert study.grid()[0][1] == 0 and len(study.grid()) == 39  # the baseline with 3 seeds
 
 
 def test_points_that_build_the_same_model_are_merged() -> None:
@@ -79,7 +80,7 @@ def test_points_that_build_the_same_model_are_merged() -> None:
     assert study.space["stages"] == ("c3,c4",)
     assert [c.label for c in study.candidates()] == [
         "none (baseline)", "gc r4 @ c3+c4 after_1x1 all", "gc r16 @ c3+c4 after_1x1 all"]
-    assert study.size == 3
+    assert study.size == 5  # the baseline with 3 seeds
 
 
 def test_a_non_grid_study_gets_one_parameter_per_dimension() -> None:
@@ -207,3 +208,14 @@ def test_the_readme_example_study_file_is_valid() -> None:
     assert set(study.space) == {"block", "stages", "ratio"} and study.fixed == {"position": "after_1x1"}
     # none merges across ratios: gc and se at two stage sets and two ratios, plus the baseline
     assert len(study.candidates()) == 1 + 2 * 2 * 2
+
+
+def test_a_grid_repeats_its_baseline_as_the_budget_says(tmp_path: Path) -> None:
+    def grid(budget: str) -> list[tuple[str, int]]:
+        path = tmp_path / "b.toml"
+        path.write_text(f'sampler = "grid"\n[space]\nblock = ["none", "gc"]\n[budget]\n{budget}\n')
+        return [(c.spec.block, r) for c, r in read_study_file(str(path)).grid()]
+
+    assert grid("") == [("none", 0), ("none", 1), ("none", 2), ("gc", 0)]
+    assert grid("baseline_repeats = 1") == [("none", 0), ("gc", 0)]
+    assert grid("repeats = 4\nbaseline_repeats = 2") == [("none", r) for r in range(4)] + [("gc", r) for r in range(4)]

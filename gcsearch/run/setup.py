@@ -21,7 +21,7 @@ from gcsearch.errors import InputError
 from gcsearch.run.engine import Engine, default_engine
 from gcsearch.storage.urls import DEFAULT_STORAGE, mask_url
 from gcsearch.storage.writer import DEFAULT_HEARTBEAT, STORAGE_ERRORS, open_storage, storage_failure
-from gcsearch.study.lifecycle import make_sampler, open_study
+from gcsearch.study.lifecycle import as_created, make_sampler, open_study
 from gcsearch.study.parse import read_study_file
 from gcsearch.study.pruning import EpochPruner, make_pruner
 from gcsearch.study.spec import StudySpec
@@ -112,6 +112,8 @@ def prepare(options: RunOptions, *, engine: Engine | None = None, train: bool = 
                                            check_seed=options.seed is not None, fill_grid=options.fill_grid)
         if options.seed is None and stored.get(Meta.SEED) is not None:
             spec = replace(spec, seed=int(stored[Meta.SEED]))
+        spec = as_created(spec, stored)
+        target = spec.target(options.trials)
         # A resumed random or TPE sampler must not replay the proposals of the first run.
         existing = len(study.get_trials(deepcopy=False))
         if existing and not spec.is_grid:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from dataclasses import replace
 from typing import Any
 
 import optuna
@@ -68,6 +69,7 @@ def open_study(spec: StudySpec, storage: optuna.storages.BaseStorage, meta: dict
                              "and was not made by gcsearch; give the study file another name")
         stored = meta  # its creator stopped before writing the metadata: adopt it
     check_resumable(spec, stored, meta, study, where, check_seed=check_seed)
+    spec = as_created(spec, stored)
     queued = 0
     if spec.is_grid and fill_grid:
         # One at a time: machines resuming together would each see a point missing and each queue it.
@@ -75,10 +77,19 @@ def open_study(spec: StudySpec, storage: optuna.storages.BaseStorage, meta: dict
             queued = queue_missing(study, spec)
     if stored is meta or stored.get(Meta.STUDY_FILE) != meta[Meta.STUDY_FILE]:
         # The space, budget or sampler may change between runs; the stored file is the latest one.
-        stored = {**stored, **{k: meta[k] for k in (Meta.STUDY_FILE, Meta.STUDY, Meta.SAMPLER, Meta.REPEATS,
-                                                     Meta.CONSTRAINTS, Meta.VERSION) if k in meta}}
+        keys = (Meta.STUDY_FILE, Meta.STUDY, Meta.SAMPLER, Meta.REPEATS, Meta.CONSTRAINTS, Meta.VERSION,
+                *([Meta.BASELINE_REPEATS] if Meta.BASELINE_REPEATS in stored else []))
+        stored = {**stored, **{k: meta[k] for k in keys if k in meta}}
         study.set_user_attr(STUDY_META, stored)
     return study, stored, queued
+
+
+def as_created(spec: StudySpec, stored: dict[str, Any]) -> StudySpec:
+    """`spec` with the baseline repeats its stored study was made with: a study made before grids repeated
+    their baseline keeps its grid, so resuming it runs what it lacked and nothing more."""
+    if Meta.BASELINE_REPEATS in stored or spec.baseline_repeats == 1:
+        return spec
+    return replace(spec, baseline_repeats=1)
 
 
 def _wait_for_meta(study: optuna.Study) -> dict[str, Any] | None:

@@ -24,6 +24,7 @@ from gcsearch.study.pruning import make_pruner
 from gcsearch.study.spec import (
     BUDGET_KEYS,
     CONSTRAINT_KEYS,
+    DEFAULT_BASELINE_REPEATS,
     DIMENSION_CHOICES,
     DIMENSIONS,
     MAX_POINTS,
@@ -133,6 +134,8 @@ class _Parser:
         self.known(budget, "budget.", BUDGET_KEYS)
         trials = self.integer("budget.trials", budget["trials"], 1) if "trials" in budget else None
         repeats = self.integer("budget.repeats", budget.get("repeats", 1), 1)
+        baseline_repeats = self.integer("budget.baseline_repeats", budget.get(
+            "baseline_repeats", DEFAULT_BASELINE_REPEATS if sampler == "grid" else 1), 1)
 
         constraints = self.table("constraints")
         self.known(constraints, "constraints.", CONSTRAINT_KEYS)
@@ -150,7 +153,7 @@ class _Parser:
             name=name, description=description, source=self.source, text=self.text, data=d,
             backbone=backbone, width=width, depth=depth, space=space, fixed=fixed, objectives=objectives,
             max_flops=max_flops, max_params=max_params, sampler=sampler, seed=seed, trials=trials,
-            repeats=repeats, proxy=proxy, pruning=pruning,
+            repeats=repeats, proxy=proxy, pruning=pruning, baseline_repeats=baseline_repeats,
         )
         spec._candidates.extend(self.enumerate(spec))
         return spec

@@ -28,8 +28,9 @@ DIMENSION_CHOICES: dict[str, tuple[str, ...] | None] = {
 SAMPLERS: tuple[str, ...] = ("grid", "tpe", "nsga2", "random")
 TOP_KEYS: tuple[str, ...] = ("name", "description", "backbone", "width", "depth", "objectives", "sampler", "seed",
                              "space", "fixed", "constraints", "budget", "proxy", "pruning")
-BUDGET_KEYS: tuple[str, ...] = ("trials", "repeats")
+BUDGET_KEYS: tuple[str, ...] = ("trials", "repeats", "baseline_repeats")
 CONSTRAINT_KEYS: tuple[str, ...] = ("max_flops", "max_params")
+DEFAULT_BASELINE_REPEATS = 3  # seeds of a grid's baseline: the noise estimate of a study whose candidates have one
 DEFAULT_TRIALS = 20  # budget of a tpe/nsga2/random study whose file gives none
 MAX_POINTS = 100_000  # combinations enumerated to validate a space; beyond this a space is refused
 
@@ -83,6 +84,7 @@ class StudySpec:
     repeats: int
     proxy: ProxyConfig
     pruning: dict[str, Any] | None
+    baseline_repeats: int = 1  # seeds of a grid's baseline (at least `repeats`)
     _candidates: list[Candidate] = field(default_factory=list, repr=False, compare=False)
 
     # -- objectives ------------------------------------------------------------------------
@@ -111,14 +113,20 @@ class StudySpec:
         """
         return list(self._candidates)
 
+    def repeats_of(self, candidate: Candidate) -> int:
+        """Seeds a grid gives `candidate`: the baseline gets more, so that every study measures its noise."""
+        if self.is_grid and candidate.key == self.baseline.key:
+            return max(self.repeats, self.baseline_repeats)
+        return self.repeats
+
     def grid(self) -> list[tuple[Candidate, int]]:
         """The points a grid study runs: candidate by candidate, each with every repeat index."""
-        return [(c, r) for c in self._candidates for r in range(self.repeats)]
+        return [(c, r) for c in self._candidates for r in range(self.repeats_of(c))]
 
     @property
     def size(self) -> int:
         """How many distinct (candidate, repeat) points the space holds."""
-        return len(self._candidates) * self.repeats
+        return sum(self.repeats_of(c) for c in self._candidates)
 
     def distributions(self) -> dict[str, CategoricalDistribution]:
         """The parameters a trial records. Grid: one categorical "candidate" (labels); else one per dimension."""
@@ -147,6 +155,7 @@ class StudySpec:
             Meta.SAMPLER: self.sampler,
             Meta.SEED: self.seed,
             Meta.REPEATS: self.repeats,
+            Meta.BASELINE_REPEATS: self.baseline_repeats,
             Meta.BACKBONE: self.backbone,
             Meta.WIDTH: self.width,
             Meta.DEPTH: list(self.depth) if self.depth is not None else None,

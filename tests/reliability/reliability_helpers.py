@@ -59,6 +59,9 @@ position = {positions}
 [fixed]
 block = "gc"
 ratio = 2
+
+[budget]
+baseline_repeats = 1
 """
 
 
