@@ -6,6 +6,8 @@ compat.toml --trials 2 --device cpu`: two of the grid's three points finished, t
 VACUUMed. expected/ holds what that release printed for it (`report` as a table, with --all, as JSON, CSV and
 Markdown; `show --json` for each trial; `studies --json`), and show-2-resumed.json what it stored for the third
 point once a second run finished it. Every byte printed comes from the database, so nothing is masked.
+The report files were written again by the release whose reports gained seed-noise intervals and verdicts
+(new columns and a noise line; every number of the old ones unchanged); `show` and `studies` are 0.1.0's.
 """
 
 from __future__ import annotations

@@ -344,3 +344,45 @@ def test_latency_when_measured(tmp_path):
     assert rep.hypervolume_unit == "%·ms"
     titles = [title for title, _, _ in display_columns(rep)]
     assert "latency ms" in titles and "Δlatency" in titles
+
+
+def test_every_delta_has_its_interval_and_a_holm_corrected_verdict(storage):
+    """Only A has repeats (74, 75, 76): the study's noise is their std, 1 point with 2 df. A's +5 points over the
+    one-seed baseline has p = 0.049 alone, which Holm's correction over the five judged candidates does not
+    let through; X's +20 points does."""
+    from scipy import stats
+
+    report = read_report(storage, STUDY, show_all=True)
+    assert (report.noise.std, report.noise.df, report.noise.groups) == (pytest.approx(1.0), 2, 1)
+    rows = by_key(report)
+    a = rows["A"]
+    half = stats.t.ppf(0.975, 2) * math.sqrt(1 / 3 + 1)
+    assert (a.delta_accuracy_low, a.delta_accuracy_high) == pytest.approx((5 - half, 5 + half))
+    assert a.verdict == "within noise"
+    assert rows["X"].verdict == "better"
+    assert {r.verdict for r in report.candidates if not r.baseline} == {"within noise", "better"}
+    assert report.baseline.verdict is None and report.baseline.delta_accuracy_low is None
+    assert report.header()["noise"]["std"] == pytest.approx(1.0)
+
+
+def test_no_repeats_means_every_verdict_is_unknown(tmp_path):
+    url = f"sqlite:///{tmp_path / 'one.db'}"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    from report_study import complete
+
+    study = optuna.create_study(storage=url, study_name="one", directions=["maximize", "minimize"])
+    study.set_user_attr("gcsearch", study_meta())
+    for name, accuracy in (("B", 70.0), ("C", 90.0)):
+        study.add_trial(complete(name, accuracy))
+    report = read_report(url, "one")
+    assert report.noise.std is None
+    c = next(r for r in report.candidates if not r.baseline)
+    assert c.verdict == "unknown" and c.delta_accuracy == 20.0 and c.delta_accuracy_low is None
+
+
+def test_front_members_within_noise_of_the_best_are_tied(storage):
+    """The front is B (70), C (72) and A (75, its most accurate): against A, B's -5 has p = 0.049 and C's -3
+    p = 0.12, and Holm over the two asks p <= 0.025 first, so no verdict separates them: all three are tied."""
+    report = read_report(storage, STUDY)
+    assert sorted(r.accuracy for r in report.front) == [70.0, 72.0, 75.0]
+    assert all(r.tied for r in report.front)

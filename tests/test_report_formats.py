@@ -13,7 +13,7 @@ import pytest
 from report_study import build_hand_study
 
 from gcsearch.report.build import read_report
-from gcsearch.report.formats import display_columns, export_columns, render
+from gcsearch.report.formats import display_columns, export_columns, header_lines, render, text_table
 from gcsearch.report.plot import write_plot
 
 NUMERIC = ("accuracy", "accuracy_std", "flops", "params", "block_flops", "block_params", "train_seconds",
@@ -137,3 +137,27 @@ def test_plot_rejects_other_suffixes(storage, tmp_path):
     with pytest.raises(ValueError, match=r"^plot: front.jpg: the file name must end in .png or .svg$"):
         write_plot(rep, tmp_path / "front.jpg")
     assert not (tmp_path / "front.jpg").exists()
+
+
+@pytest.mark.parametrize("fmt", ["table", "markdown", "latex", "csv", "json"])
+def test_every_format_carries_the_noise_the_intervals_and_the_verdicts(report, fmt):
+    if fmt == "table":  # what `gcsearch report` prints: the header lines, then the table
+        header, _, lines = text_table(report, display_columns(report))
+        text = "\n".join([*header_lines(report), header, *lines])
+    else:
+        text = render(report, fmt)
+    judged = [r for r in report.rows if r.verdict is not None]
+    assert judged
+    if fmt in ("csv", "json"):
+        records = (list(csv.DictReader(io.StringIO(text))) if fmt == "csv" else json.loads(text)["rows"])
+        for record, row in zip(records, report.rows, strict=True):
+            assert {"delta_accuracy_low", "delta_accuracy_high", "verdict"} <= set(record)
+            assert (record["verdict"] or None) == row.verdict  # CSV writes None as an empty cell
+        if fmt == "json":
+            assert json.loads(text)["study"]["noise"]["std"] == pytest.approx(1.0)
+        return
+    assert "seed noise ±1.00 pts" in text
+    for row in judged:
+        assert row.verdict in text
+    low, high = judged[0].delta_accuracy_low, judged[0].delta_accuracy_high
+    assert f"[{low:+.2f}, {high:+.2f}]" in text

@@ -29,6 +29,7 @@ from gcsearch.contract import OBJECTIVES, Attr, Meta, Objective, objective_names
 from gcsearch.errors import InputError
 from gcsearch.pareto import hypervolume, nondominated_ranks
 from gcsearch.report.ablation import ablation_rows, varying_dimension
+from gcsearch.report.noise import WITHIN, Noise, compare, holm_verdicts, pooled_noise
 from gcsearch.report.rows import (
     REPORT_KEYS,
     Row,
@@ -81,6 +82,7 @@ class Report:
     by: str | None
     points: list[TrialPoint]
     devices: dict[str, int]
+    noise: Noise  # the study's seed noise, pooled over every candidate with repeats
 
     @property
     def meta(self) -> dict[str, Any]:
@@ -114,6 +116,9 @@ class Report:
             "reference_point": self.reference, "reference_rule": self.reference_rule,
             "view": self.view, "by": self.by, "candidates": len(self.candidates),
             "feasible": sum(r.feasible for r in self.candidates), "front_size": len(self.front),
+            "noise": {"std": self.noise.std, "df": self.noise.df, "candidates": self.noise.groups,
+                      "baseline_seeds": self.baseline.n if self.baseline else 0,
+                      "interval": "95% Student t on the pooled seed std", "correction": "Holm"},
         }
 
 
@@ -150,6 +155,8 @@ def build_report(data: StudyData, objectives: Sequence[str] | str | None = None,
     baseline = pick_baseline(rows, meta.get(Meta.BACKBONE))
     for row in rows:
         set_deltas(row, baseline)
+    noise = pooled_noise([r.accuracies for r in rows])
+    judge(rows, baseline, noise)
 
     ranked = [r for r in rows if r.feasible and all(finite(r.metric(m.name)) for m in metrics)]
     loss = np.array([[m.sign * m.shown(r.metric(m.name)) for m in metrics] for r in ranked], dtype=float)
@@ -157,6 +164,7 @@ def build_report(data: StudyData, objectives: Sequence[str] | str | None = None,
         row.rank = int(rank)
         row.pareto = bool(rank == 1)
     front = sorted((r for r in ranked if r.pareto), key=lambda r: _front_order(r, metrics))
+    mark_ties(front, noise)
     ref = reference_point(loss, metrics, reference)
     front_loss = np.array([[m.sign * m.shown(r.metric(m.name)) for m in metrics] for r in front], dtype=float)
     hv = front_hypervolume(front_loss, np.array([m.sign * ref[m.name] for m in metrics])) if front else None
@@ -168,6 +176,7 @@ def build_report(data: StudyData, objectives: Sequence[str] | str | None = None,
         dim = varying_dimension(rows)
     if dim is not None:
         view, shown = "ablation", ablation_rows(rows, dim, baseline)
+        judge(shown, baseline, noise)
     elif show_all:
         view, shown = "all", list(rows)
     else:
@@ -183,7 +192,32 @@ def build_report(data: StudyData, objectives: Sequence[str] | str | None = None,
     devices = Counter(str(t.user_attrs.get(Attr.DEVICE)) for t in complete if t.user_attrs.get(Attr.DEVICE))
     return Report(study=data.name, storage=data.storage, summary=data.summary, objectives=metrics, rows=shown,
                   candidates=rows, front=front, hypervolume=hv, reference=ref, reference_rule=rule,
-                  baseline=baseline, view=view, by=dim, points=points, devices=dict(devices.most_common()))
+                  baseline=baseline, view=view, by=dim, points=points, devices=dict(devices.most_common()),
+                  noise=noise)
+
+
+# -- noise -----------------------------------------------------------------------------------------------
+def judge(rows: Sequence[Row], baseline: Row | None, noise: Noise) -> None:
+    """Each row's accuracy delta gets its 95% interval and a verdict, Holm-corrected over the rows judged."""
+    judged = [r for r in rows if not r.baseline and r.accuracies]
+    if baseline is None or not baseline.accuracies or not judged:
+        return
+    verdicts = holm_verdicts([compare(r.accuracies, baseline.accuracies, noise) for r in judged])
+    for row, verdict in zip(judged, verdicts, strict=True):
+        row.delta_accuracy_low, row.delta_accuracy_high, row.verdict = verdict.low, verdict.high, verdict.verdict
+
+
+def mark_ties(front: Sequence[Row], noise: Noise) -> None:
+    """Front members that no verdict separates from the front's most accurate one are tied with it."""
+    scored = [r for r in front if r.accuracies]
+    if len(scored) < 2 or noise.std is None:
+        return
+    best = max(scored, key=lambda r: r.accuracy or 0.0)
+    others = [r for r in scored if r is not best]
+    verdicts = holm_verdicts([compare(r.accuracies, best.accuracies, noise) for r in others])
+    for row, verdict in zip(others, verdicts, strict=True):
+        row.tied = verdict.verdict == WITHIN
+    best.tied = any(r.tied for r in others)
 
 
 def parse_objectives(objectives: Sequence[str] | str | None, meta: dict[str, Any]) -> list[Objective]:

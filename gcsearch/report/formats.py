@@ -108,6 +108,8 @@ def display_columns(report: Report) -> list[Column]:
     cols.append(("rank", lambda r: "-" if r.rank is None else str(r.rank), "r"))
     if report.view == "all":
         cols.append(("front", front_marker, "l"))
+    elif report.view == "front" and any(r.tied for r in report.rows):
+        cols.append(("tied", lambda r: "≈" if r.tied else "", "l"))
     cols += [
         ("trials", trials_text, "l"),
         ("candidate", lambda r: r.candidate, "l"),
@@ -119,7 +121,8 @@ def display_columns(report: Report) -> list[Column]:
         cols.append(("latency ms", lambda r: "-" if r.latency_ms is None else f"{r.latency_ms:.2f}", "r"))
     if report.baseline is not None:
         cols += [
-            ("Δacc pts", lambda r: _signed(r.delta_accuracy, 2, ""), "r"),
+            ("Δacc pts [95%]", delta_text, "r"),
+            ("verdict", lambda r: "baseline" if r.baseline else r.verdict or "-", "l"),
             ("ΔFLOPs", lambda r: _signed(r.delta_flops_pct, 1, "%"), "r"),
             ("Δparams", lambda r: _signed(r.delta_params_pct, 1, "%"), "r"),
         ]
@@ -128,10 +131,33 @@ def display_columns(report: Report) -> list[Column]:
     return cols
 
 
+def delta_text(row: Row) -> str:
+    """The accuracy delta and its 95% interval: "+7.43 [-13.71, +28.57]"; the delta alone when unknown."""
+    if row.baseline or row.delta_accuracy is None:
+        return "-"
+    if row.delta_accuracy_low is None or row.delta_accuracy_high is None:
+        return _signed(row.delta_accuracy, 2, "")
+    return (f"{_signed(row.delta_accuracy, 2, '')} "
+            f"[{_signed(row.delta_accuracy_low, 2, '')}, {_signed(row.delta_accuracy_high, 2, '')}]")
+
+
+def noise_line(report: Report) -> str:
+    """What the verdicts rest on: the seed noise, its source, the interval and the correction."""
+    noise = report.noise
+    if noise.std is None:
+        return ("seed noise unknown: no candidate has two seeds, so no verdict can be given (train the baseline "
+                "with several seeds: [budget] baseline_repeats = 3)")
+    seeds = f"; baseline {report.baseline.n} seeds" if report.baseline is not None else ""
+    judged = sum(1 for r in report.candidates if r.verdict is not None)
+    return (f"seed noise ±{noise.std:.2f} pts (std pooled over {noise.groups} candidates with repeats, "
+            f"{noise.df} df{seeds}); Δacc: 95% interval; verdicts Holm-corrected over {judged} candidates")
+
+
 def front_marker(row: Row) -> str:
-    """'*' on the front, the violated constraints for an infeasible row ("over max_flops"), empty otherwise."""
+    """'*' on the front ('*≈' when tied with its most accurate member), the violated constraints for an infeasible
+    row ("over max_flops"), empty otherwise."""
     if row.pareto:
-        return "*"
+        return "*≈" if row.tied else "*"
     return "" if row.feasible else "over " + ",".join(row.violated)
 
 
@@ -192,6 +218,10 @@ def header_lines(report: Report) -> list[str]:
                      f"{(b.params or 0) / 1e6:.3f} M params, trials {trials_text(b)}")
     else:
         lines.append("baseline: no finished trial with block none, so no deltas")
+    if report.baseline is not None:
+        lines.append(noise_line(report))
+    if any(r.tied for r in report.front):
+        lines.append("front: ≈ marks members within seed noise of its most accurate one (tied)")
     if report.view == "ablation":
         lines.append(f"ablation by {report.by}: one row per value, trials of every candidate with it pooled")
     return lines
@@ -248,7 +278,7 @@ def _md_escape(text: str) -> str:
 
 _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-                  "±": r"$\pm$", "Δ": r"$\Delta$"}
+                  "±": r"$\pm$", "Δ": r"$\Delta$", "≈": r"$\approx$"}
 
 
 def latex_escape(text: str) -> str:

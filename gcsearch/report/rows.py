@@ -56,6 +56,10 @@ class Row:
     delta_flops_pct: float | None = None
     delta_params_pct: float | None = None
     delta_latency_pct: float | None = None
+    delta_accuracy_low: float | None = None  # the 95% interval of delta_accuracy (gcsearch.report.noise)
+    delta_accuracy_high: float | None = None
+    verdict: str | None = None  # better / worse / within noise / unknown; None on the baseline row
+    tied: bool | None = None  # front rows: within noise of the front's most accurate member
     value: Any = None  # ablation view: the dimension's value
     value_order: int = 0
     accuracies: list[float] = field(default_factory=list, repr=False)  # the counted trials' accuracies
@@ -82,6 +86,8 @@ class Row:
             "block_params": self.block_params, "train_seconds": self.train_seconds,
             "delta_accuracy": self.delta_accuracy, "delta_flops_pct": self.delta_flops_pct,
             "delta_params_pct": self.delta_params_pct, "delta_latency_pct": self.delta_latency_pct,
+            "delta_accuracy_low": self.delta_accuracy_low, "delta_accuracy_high": self.delta_accuracy_high,
+            "verdict": self.verdict, "tied": self.tied,
         })
         return out
 
