@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 import typer.core
 
+from gcsearch.commands import check as check_cmd
 from gcsearch.commands import fail
 from gcsearch.commands import inspect as inspect_cmd
 from gcsearch.commands import report as report_cmd
@@ -86,7 +87,8 @@ def _root(
 
 
 # In the order `gcsearch --help` lists them; each is named after its function.
-for _function in (inspect_cmd.inspect, run_cmd.run, report_cmd.report, studies_cmd.studies, show_cmd.show):
+for _function in (inspect_cmd.inspect, check_cmd.check, run_cmd.run, report_cmd.report, studies_cmd.studies,
+                  show_cmd.show):
     app.command(_function.__name__, cls=_Command, help=reflow(_function.__doc__ or ""))(_function)
 
 
