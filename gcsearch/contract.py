@@ -42,6 +42,7 @@ class Meta:
     CONSTRAINTS = "constraints"  # {"max_flops", "max_params"}
     INPUT_SIZE = "input_size"
     NUM_CLASSES = "num_classes"
+    ARTIFACTS = "artifacts"  # the folder the first run kept trained weights in (None: not kept)
 
 
 class Attr:
@@ -67,6 +68,7 @@ class Attr:
     ACCURACIES = "accuracies"  # percent, after each epoch (written as training goes)
     TRAIN_SECONDS = "train_seconds"
     EPOCHS = "epochs"
+    WEIGHTS = "weights"  # the trained weights in the artifact store: {artifact_id, store, sha256, bytes}
     # How it ended, when not COMPLETE with its own result.
     REUSED_FROM = "reused_from"  # the number of the trial whose result this one repeats (not trained again)
     FAIL_REASON = "fail_reason"

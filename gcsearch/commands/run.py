@@ -92,10 +92,16 @@ def run(
         help="Seconds between a running trial's heartbeats; a trial silent for 4x this long is taken as dead "
              "(its worker was killed) and run again.",
     )] = DEFAULT_HEARTBEAT,
+    artifacts: Annotated[str | None, typer.Option(
+        "--artifacts", envvar="GCSEARCH_ARTIFACTS", metavar="DIR",
+        help="Folder for each completed trial's trained weights (Optuna's artifact store; `gcsearch analyze` "
+             "and `export` read them). Default: <database>.artifacts beside a SQLite file; not kept for other "
+             "storages unless given. 'none': do not keep weights.",
+    )] = None,
 ) -> None:
     options = RunOptions(study=study, storage=storage, trials=trials, workers=workers,
                          device=None if device == "auto" else device, data_dir=data_dir, download=download,
-                         seed=seed, heartbeat=heartbeat)
+                         seed=seed, heartbeat=heartbeat, artifacts=artifacts)
     out = err_console if as_json else console
     started = time.monotonic()
     # Tests hand in an Engine with fakes as the context object (gcsearch.cli.main(argv, engine=...)).

@@ -12,6 +12,7 @@ import sys
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -19,6 +20,7 @@ import optuna
 from gcsearch.contract import Meta
 from gcsearch.errors import InputError
 from gcsearch.run.engine import Engine, default_engine
+from gcsearch.storage.artifacts import artifact_location, open_store
 from gcsearch.storage.urls import DEFAULT_STORAGE, mask_url
 from gcsearch.storage.writer import DEFAULT_HEARTBEAT, STORAGE_ERRORS, open_storage, storage_failure
 from gcsearch.study.lifecycle import as_created, make_sampler, open_study
@@ -43,6 +45,7 @@ class RunOptions:
     worker_index: int = 0
     poll_s: float = 1.0
     fill_grid: bool = True  # queue a resumed grid's missing points (the parent of local workers does it for them)
+    artifacts: str | None = None  # where trained weights go (storage.artifacts.artifact_location); "none": not kept
 
 
 @dataclass
@@ -62,6 +65,7 @@ class Run:
     pruner: EpochPruner | None = None
     device_name: str = "cpu"
     warmed_up: bool = False  # whether this process has paid the device's start-up costs (Engine.warm_up)
+    artifacts: Path | None = None  # the folder trained weights are kept in; None: not kept
 
     @property
     def where(self) -> str:
@@ -105,7 +109,11 @@ def prepare(options: RunOptions, *, engine: Engine | None = None, train: bool = 
     input_size = (data.in_chans, data.image_size, data.image_size)
     target = spec.target(options.trials)
     sampler_seed = spec.seed + 7919 * options.worker_index
-    meta = spec.metadata(input_size, data.num_classes)
+    artifacts = artifact_location(options.storage, options.artifacts)
+    if artifacts is not None:
+        open_store(artifacts)  # a folder that cannot be made fails now, not after the first trial's training
+    meta = {**spec.metadata(input_size, data.num_classes),
+            Meta.ARTIFACTS: str(artifacts.resolve()) if artifacts else None}
     with quiet_optuna(), storage_errors(options.storage):
         study, stored, queued = open_study(spec, storage, meta, sampler=make_sampler(spec, sampler_seed, target),
                                            pruner=pruner.optuna_pruner, where=where,
@@ -123,7 +131,7 @@ def prepare(options: RunOptions, *, engine: Engine | None = None, train: bool = 
         device_name = f"{device} {torch.cuda.get_device_name(device)}"
     run = Run(options=options, spec=spec, storage=storage, study=study, meta=stored, data=data, device=device,
               target=target, seed=spec.seed, engine=engine or default_engine(), pruner=pruner,
-              device_name=device_name)
+              device_name=device_name, artifacts=artifacts)
     return run, queued
 
 

@@ -42,6 +42,7 @@ from gcsearch.run.progress import Reporter, TrialOutcome
 from gcsearch.run.setup import Run
 from gcsearch.run.signals import sigint_ignored
 from gcsearch.space import ArchSpec
+from gcsearch.storage.artifacts import keep_weights
 from gcsearch.storage.writer import describe_error
 from gcsearch.study.lifecycle import point_attrs
 
@@ -112,7 +113,7 @@ def _attempt(run: Run, trial: optuna.Trial, reporter: Reporter, outcome: TrialOu
         _warm_up(run)
         reporter.trial_started(trial.number, outcome.label, repeat, run.spec.proxy.epochs)
         train_started = time.perf_counter()
-        result = _train(run, trial, spec, seed, costs, reporter)
+        result, model = _train(run, trial, spec, seed, costs, reporter)
         timing["train_s"] = time.perf_counter() - train_started
         values = [float(result.accuracy), *(float(costs[name]) for name in run.spec.objectives[1:])]
         if not all(math.isfinite(v) for v in values):
@@ -120,6 +121,8 @@ def _attempt(run: Run, trial: optuna.Trial, reporter: Reporter, outcome: TrialOu
         _set_attrs(trial, {Attr.ACCURACY: float(result.accuracy),
                            Attr.ACCURACIES: [float(a) for a in result.accuracies],
                            Attr.TRAIN_SECONDS: float(result.train_seconds), Attr.EPOCHS: int(result.epochs)})
+        if run.artifacts is not None:
+            _keep_weights(run, trial, spec, model)
         run.study.tell(trial, values)
         outcome.state, outcome.accuracy = "COMPLETE", float(result.accuracy)
     except _Prune as exc:
@@ -268,8 +271,19 @@ def _train(run: Run, trial: optuna.Trial, spec: ArchSpec, seed: int, costs: dict
         if reason:
             raise _Prune(epoch, reason)
 
-    return run.engine.train(model, run.data, run.spec.proxy, seed=seed, device=run.device, on_epoch=on_epoch,
-                            on_step=reporter.step)
+    result = run.engine.train(model, run.data, run.spec.proxy, seed=seed, device=run.device, on_epoch=on_epoch,
+                              on_step=reporter.step)
+    return result, model
+
+
+def _keep_weights(run: Run, trial: optuna.Trial, spec: ArchSpec, model: Any) -> None:
+    """The trained weights into the study's artifact store, before the trial is told (Optuna records an
+    artifact only on a running trial)."""
+    info = {"study": run.study.study_name, "trial": trial.number, "image_size": run.data.image_size,
+            "mean": list(run.data.mean), "std": list(run.data.std), "dataset": run.data.name}
+    content = run.engine.weights(model, spec, num_classes=run.data.num_classes, in_chans=run.data.in_chans,
+                                 info=info)
+    trial.set_user_attr(Attr.WEIGHTS, keep_weights(run.artifacts, trial, content))
 
 
 def _set_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
