@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 import typer.core
 
+from gcsearch.commands import analyze as analyze_cmd
 from gcsearch.commands import check as check_cmd
 from gcsearch.commands import export as export_cmd
 from gcsearch.commands import fail
@@ -89,7 +90,7 @@ def _root(
 
 # In the order `gcsearch --help` lists them; each is named after its function.
 for _function in (inspect_cmd.inspect, check_cmd.check, run_cmd.run, report_cmd.report, studies_cmd.studies,
-                  show_cmd.show, export_cmd.export):
+                  show_cmd.show, analyze_cmd.analyze, export_cmd.export):
     app.command(_function.__name__, cls=_Command, help=reflow(_function.__doc__ or ""))(_function)
 
 

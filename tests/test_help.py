@@ -11,7 +11,7 @@ from run_helpers import cli_output
 
 from gcsearch.cli import app, reflow
 
-COMMANDS = ["", "inspect", "check", "run", "report", "studies", "show", "export"]
+COMMANDS = ["", "inspect", "check", "run", "report", "studies", "show", "analyze", "export"]
 WIDTHS = [80, 120]
 
 

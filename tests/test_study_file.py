@@ -33,7 +33,7 @@ epochs = 1
 
 
 def test_builtin_studies_parse_to_the_documented_grids() -> None:
-    assert builtin_studies() == ["block", "fusion", "joint", "norm", "placement", "ratio"]
+    assert builtin_studies() == ["attention", "block", "fusion", "joint", "norm", "placement", "ratio"]
     sizes = {name: (len(read_study_file(name).candidates()), read_study_file(name).size) for name in builtin_studies()}
     # placement: 6 stage sets x 3 positions x 2 block sets + the baseline; block: 4 blocks x 2 x 2 + none;
     # ratio: 4 ratios + baseline, 2 repeats; fusion: 2 x 3 + baseline; norm: 4 bottlenecks + full + baseline.
@@ -43,6 +43,7 @@ def test_builtin_studies_parse_to_the_documented_grids() -> None:
     assert sizes["ratio"] == (5, 11)
     assert sizes["fusion"] == (7, 9)
     assert sizes["norm"] == (6, 8)
+    assert sizes["attention"] == (3, 6)  # baseline, NL and GC at c4, 2 seeds each
     joint = read_study_file("joint")
     assert joint.sampler == "tpe" and joint.directions == ["maximize", "minimize"] and joint.target() == 40
     assert len(joint.candidates()) == 1561  # 8,640 combinations, merged where they build the same model
