@@ -107,6 +107,8 @@ width = {width}
 sampler = "grid"
 seed = 0
 objectives = ["accuracy", "flops"]
+[budget]
+baseline_repeats = 1  # a throughput check: one trial per candidate, the baseline too
 [fixed]
 block = "gc"
 ratio = 4
