@@ -145,8 +145,8 @@ def noise_line(report: Report) -> str:
     """What the verdicts rest on: the seed noise, its source, the interval and the correction."""
     noise = report.noise
     if noise.std is None:
-        return ("seed noise unknown: no candidate has two seeds, so no verdict can be given (train the baseline "
-                "with several seeds: [budget] baseline_repeats = 3)")
+        return ("seed noise unknown: no candidate has two finished seeds yet, so no verdict can be given (grids "
+                "train the baseline with [budget] baseline_repeats seeds, 3 by default)")
     seeds = f"; baseline {report.baseline.n} seeds" if report.baseline is not None else ""
     judged = sum(1 for r in report.candidates if r.verdict is not None)
     return (f"seed noise ±{noise.std:.2f} pts (std pooled over {noise.groups} candidates with repeats, "

@@ -37,11 +37,6 @@ class Noise:
     df: int  # degrees of freedom: the sum over those candidates of (seeds - 1)
     groups: int  # candidates that contributed
 
-    def describe(self, unit: str = "pts") -> str:
-        if self.std is None:
-            return "seed noise unknown (no candidate has two seeds)"
-        return f"seed noise ±{self.std:.2f} {unit} (std pooled over {self.groups} candidates, {self.df} df)"
-
 
 @dataclass(frozen=True)
 class Comparison:
