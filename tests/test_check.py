@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import statistics
@@ -10,8 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 from optuna.trial import TrialState
+from rich.console import Console
 from run_helpers import cli_output, load
 
+from gcsearch.commands.check import print_check
 from gcsearch.report import noise
 from gcsearch.report.check import CheckRow, figures
 from gcsearch.study.check import plan_check, spanning_candidates, spec_distance, study_repeats
@@ -143,6 +146,15 @@ def test_candidates_within_their_seeds_get_the_repeats_that_would_separate_them(
                                 f"to {needed}, or make the proxy more stable")
 
 
+def test_the_printed_verdict_keeps_the_budget_table_name() -> None:
+    groups = [[50.0, 52.0, 48.0], [50.5, 52.5, 48.5], [51.0, 49.0, 53.0]]
+    plan = plan_check(blocks(), candidates=2, seeds=3)
+    result = figures(rows_of(groups), plan)
+    out = Console(file=io.StringIO(), width=200, color_system=None)
+    print_check(out, result, plan)
+    assert f"verdict: {result.verdict()}" in out.file.getvalue() and "[budget] repeats" in result.verdict()
+
+
 # --- end to end ---------------------------------------------------------------------------------------------
 
 
@@ -254,6 +266,7 @@ def test_the_table_shows_each_candidate_each_figure_and_the_verdict(checked: dic
     for figure in ("seed noise", "spread", "ICC", "detectable", "repeats needed", "verdict:"):
         assert figure in out
     assert f"±{result['pooled_std']:.2f} pts" in out and f"{result['icc']:.2f}" in out
+    assert f"verdict: {result['verdict']}" in " ".join(out.split())  # "[budget]" stays text, not markup
 
 
 @pytest.mark.parametrize("args", [

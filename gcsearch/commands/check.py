@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from gcsearch.commands import console, err_console, wide
@@ -150,9 +151,9 @@ def print_check(out: Console, result: CheckResult, plan: CheckPlan) -> None:
     """The candidates as a table, then each figure with what it means, then the verdict."""
     proxy = plan.proxy.proxy
     epochs = f"{proxy.epochs} epoch" + ("s" if proxy.epochs != 1 else "")
-    out.print(f"[bold]check of {result.study}[/]: the baseline and {len(result.rows) - 1} candidates, "
-              f"{result.seeds} seeds each, {epochs} on {proxy.dataset} ({result.check_study} in "
-              f"{result.storage}; {result.trained} trials trained now)", highlight=False)
+    out.print(f"[bold]check of {escape(result.study)}[/]: the baseline and {len(result.rows) - 1} candidates, "
+              f"{result.seeds} seeds each, {epochs} on {proxy.dataset} ({escape(result.check_study)} in "
+              f"{escape(result.storage)}; {result.trained} trials trained now)", highlight=False)
     table = Table(box=None, pad_edge=False, title_justify="left")
     table.add_column("candidate")
     table.add_column("key", no_wrap=True, min_width=16)
@@ -178,9 +179,9 @@ def print_check(out: Console, result: CheckResult, plan: CheckPlan) -> None:
         figures.add_row(name, value, meaning)
     out.print(figures)
     if result.missing:
-        out.print(f"[yellow]fewer than {result.seeds} finished seeds:[/] {', '.join(result.missing)} (failed "
+        out.print(f"[yellow]fewer than {result.seeds} finished seeds:[/] {escape(', '.join(result.missing))} (failed "
                   "trials; see gcsearch studies and gcsearch show)", highlight=False)
-    out.print(f"[bold]verdict:[/] {result.verdict()}", highlight=False)
+    out.print(f"[bold]verdict:[/] {escape(result.verdict())}", highlight=False)
 
 
 def figure_lines(result: CheckResult) -> list[tuple[str, str, str]]:
