@@ -8,7 +8,8 @@ pairs of query positions of the cosine distance 1 - cos(u, v), averaged over ima
 
 Global context blocks (GC, SNL and the `att` customs) have one attention map per image by construction, so
 their question is another: is the map peaked or flat? `entropy` is its entropy relative to the uniform map's,
-1 for average pooling, near 0 for a map on a few positions. Their output distance is 0 for add fusion (one
+1 for average pooling, near 0 for a map on a few positions (for NL blocks: the mean over query rows, which
+says whether a small attention distance is only flatness). Their output distance is 0 for add fusion (one
 vector added everywhere) and positive for scale fusion.
 
 The blocks are observed through forward hooks that recompute the attention from the block's input with the
@@ -125,6 +126,7 @@ def _hook(entry: BlockStats, keep_maps: int):  # noqa: ANN202 - a forward hook
         if isinstance(module, NonLocalBlock):
             attn = nl_attention(module, x)
             entry.add("attention", mean_cosine_distance(attn))
+            entry.add("entropy", relative_entropy(attn.flatten(0, 1)).view(n, -1).mean(dim=1))
         else:
             attn = gc_attention(module, x)
             if attn is not None:

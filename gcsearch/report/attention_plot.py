@@ -40,6 +40,7 @@ def draw_attention(path: Path, images: Any, stats: list[Any], *, title: str) -> 
         picture = picture[..., 0] if picture.shape[2] == 1 else picture
         axes[i][0].imshow(picture, cmap="gray" if picture.ndim == 2 else None)
         axes[i][0].set_title("image" if i == 0 else "", fontsize=8)
+        top = max(float(s.maps[i].max()) for s, _ in panels)  # one colour scale per image: flat maps look flat
         for j, (s, q) in enumerate(panels, start=1):
             ax = axes[i][j]
             maps = s.maps[i]
@@ -47,7 +48,7 @@ def draw_attention(path: Path, images: Any, stats: list[Any], *, title: str) -> 
             attention = maps.reshape(-1, side, side)[q] if q is not None else maps.reshape(side, side)
             ax.imshow(picture, cmap="gray" if picture.ndim == 2 else None)
             ax.imshow(attention.numpy(), cmap="jet", alpha=0.55, extent=(0, size, size, 0),
-                      interpolation="bilinear")
+                      interpolation="bilinear", vmin=0.0, vmax=top)
             if q is not None:
                 scale = size / side
                 ax.plot((q % side + 0.5) * scale, (q // side + 0.5) * scale, "wx", markersize=7, mew=2)
