@@ -93,6 +93,14 @@ CASES = [
     ("show one --storage {db}", "TRIAL"),
     ("show 0 --storage {db} --study nosuch", "nosuch"),
     ("show --storage {db}", "TRIAL"),
+    # gcsearch analyze, export (the hand-made study's trials kept no weights)
+    ("analyze --storage {db}", "TRIAL"),
+    ("analyze 0 --storage {db}", "kept no weights"),
+    ("analyze 0 --storage {db} --images 0", "--images"),
+    ("analyze 0 --storage {db} --plot {tmp}/maps.gif", "plot"),
+    ("export 0 --storage {db}", "--output"),
+    ("export 0 --storage {db} -o {tmp}/m.pt", "kept no weights"),
+    ("export 999 --storage {db} -o {tmp}/m.pt", "no trial 999"),
     ("nosuchcommand", "nosuchcommand"),
 ]
 
