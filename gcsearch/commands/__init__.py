@@ -41,3 +41,21 @@ StorageOption = Annotated[str, typer.Option(
          "of a SQLite file. Opened read-only; a missing file is an error, never a new database.")]
 StudyOption = Annotated[str | None, typer.Option(
     "--study", "-s", metavar="NAME", help="Study name; may be left out when the storage holds one study.")]
+
+# The options of the commands that train (run, check).
+DeviceOption = Annotated[str, typer.Option(
+    "--device", metavar="DEVICE", help="auto (cuda when present, else cpu), cpu, cuda, cuda:1, ...")]
+DataDirOption = Annotated[str | None, typer.Option(
+    "--data-dir", envvar="GCSEARCH_DATA_DIR", metavar="DIR",
+    help="Where the dataset's files are (CIFAR's extracted batches, an image folder).")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Plain log lines instead of the live view.")]
+
+
+def interrupted() -> NoReturn:
+    """Ctrl-C or SIGTERM during training: the runner has recorded the trial; say so and exit 130.
+
+    SystemExit, not KeyboardInterrupt: Typer turns the latter into a return value outside standalone mode.
+    """
+    err_console.print("[yellow]interrupted:[/] the running trial is recorded as failed (interrupted) and "
+                      "queued again; run the same command to resume.", highlight=False)
+    raise SystemExit(130)

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from gcsearch.commands import console, err_console, wide
+from gcsearch.commands import DataDirOption, DeviceOption, QuietOption, console, err_console, interrupted, wide
 from gcsearch.commands.run import LiveView
 from gcsearch.report.check import (
     ICC_THRESHOLD,
@@ -87,14 +87,9 @@ def check(
         "--storage", envvar="GCSEARCH_STORAGE", metavar="URL",
         help="Where the check's trials are kept, as for run: sqlite:///gcsearch.db, postgresql+psycopg://...",
     )] = DEFAULT_STORAGE,
-    device: Annotated[str, typer.Option(
-        "--device", metavar="DEVICE", help="auto (cuda when present, else cpu), cpu, cuda, cuda:1, ...",
-    )] = "auto",
-    data_dir: Annotated[str | None, typer.Option(
-        "--data-dir", envvar="GCSEARCH_DATA_DIR", metavar="DIR",
-        help="Where the dataset's files are (CIFAR's extracted batches, an image folder).",
-    )] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Plain log lines instead of the live view.")] = False,
+    device: DeviceOption = "auto",
+    data_dir: DataDirOption = None,
+    quiet: QuietOption = False,
     as_json: Annotated[bool, typer.Option(
         "--json", help="Print the figures as one JSON object on stdout (progress goes to stderr).",
     )] = False,
@@ -115,9 +110,7 @@ def check(
             if spec is not None:
                 trained += train_study(options, spec, engine, out, quiet)
     except KeyboardInterrupt:
-        err_console.print("[yellow]interrupted:[/] the running trial is recorded as failed (interrupted) and "
-                          "queued again; run the same command to resume.", highlight=False)
-        raise SystemExit(130) from None
+        interrupted()
     result = read_check(storage, plan, difference)
     result.trained = trained
     if as_json:

@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressC
 from rich.table import Table
 from rich.text import Text
 
-from gcsearch.commands import console, err_console
+from gcsearch.commands import DataDirOption, DeviceOption, QuietOption, console, err_console, interrupted
 from gcsearch.contract import Attr, Counts, count_trials
 from gcsearch.run.engine import Engine
 from gcsearch.run.local import run_local_workers
@@ -68,13 +68,8 @@ def run(
         "--workers", "-w", min=1, metavar="K",
         help="Worker processes on this machine (on several GPUs: cuda:0, cuda:1, ... in turn).",
     )] = 1,
-    device: Annotated[str, typer.Option(
-        "--device", metavar="DEVICE", help="auto (cuda when present, else cpu), cpu, cuda, cuda:1, ...",
-    )] = "auto",
-    data_dir: Annotated[str | None, typer.Option(
-        "--data-dir", envvar="GCSEARCH_DATA_DIR", metavar="DIR",
-        help="Where the dataset's files are (CIFAR's extracted batches, an image folder).",
-    )] = None,
+    device: DeviceOption = "auto",
+    data_dir: DataDirOption = None,
     download: Annotated[bool, typer.Option(
         "--download", help="Fetch CIFAR into --data-dir when it is missing (needs a network).",
     )] = False,
@@ -83,7 +78,7 @@ def run(
         help="Seed of a new study (a trial trains with seed + its repeat index). Default: the study file's; a "
              "resumed study keeps its own.",
     )] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Plain log lines instead of the live view.")] = False,
+    quiet: QuietOption = False,
     as_json: Annotated[bool, typer.Option(
         "--json", help="Print a machine-readable summary on stdout at the end (progress goes to stderr).",
     )] = False,
@@ -122,10 +117,7 @@ def run(
     except KeyboardInterrupt:
         if isinstance(view, LiveView):
             view.stop()
-        err_console.print("[yellow]interrupted:[/] the running trial is recorded as failed (interrupted) and "
-                          "queued again; run the same command to resume.", highlight=False)
-        # SystemExit, not KeyboardInterrupt: Typer turns the latter into a return value outside standalone mode.
-        raise SystemExit(130) from None
+        interrupted()
     finally:
         if isinstance(view, LiveView):
             view.stop()
