@@ -5,7 +5,7 @@ its own SQLite file under --workdir:
 
   (a) reference: a large random sample of the space, no pruning
   (b) the study's own sampler (TPE), no pruning
-  (c) the study's own sampler with the default rule ("front", see gcsearch.study.pruning)
+  (c) the study's own sampler with the "front" rule at its default settings (see gcsearch.study.pruning)
 
 (b) and (c) have the same --trials target (finished trials, complete or pruned) and the same sampler seed,
 so they propose the same candidates until the first pruned trial. For each run it prints the hypervolume
@@ -321,8 +321,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plot", type=Path, default=None, help="save the curves here (PNG)")
     parser.add_argument("--workdir", type=Path, default=None, help="keep the databases and study files here")
     parser.add_argument("--reuse", action="store_true", help="analyse the databases already in --workdir")
-    parser.add_argument("--pruning", type=json.loads, default={}, metavar="JSON",
-                        help='(c)\'s [pruning] table, e.g. \'{"warmup_epochs": 2}\' (default: the defaults)')
+    parser.add_argument("--pruning", type=json.loads, default={"rule": "front"}, metavar="JSON",
+                        help='(c)\'s [pruning] table, e.g. \'{"rule": "front", "warmup_epochs": 2}\' '
+                             '(default: rule front at its default settings)')
     args = parser.parse_args(argv)
 
     # The settings of BENCHMARKS.md, and a smaller proxy for a smoke run.

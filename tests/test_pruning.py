@@ -58,12 +58,13 @@ def _history(study, n=5):
 
 
 SLOW = [20, 25, 30, 35, 40, 45]
+FRONT = {"rule": "front"}  # at its default settings
 
 
 def test_clearly_dominated_trial_is_pruned_with_reason():
     study = _study()
     _history(study)
-    pruner = make_pruner(None, MULTI, "tpe")
+    pruner = make_pruner({"rule": "front"}, MULTI)
     trial = study.ask()
     # Trials that stood at <= 42% at epoch 2 gained at most 20 points: 40 + 20 + 2 <= trial 0's 80%.
     reason = pruner.check(study, trial, 2, 40.0, {"flops": 3e6, "params": 2e5})
@@ -76,7 +77,7 @@ def test_clearly_dominated_trial_is_pruned_with_reason():
 def test_cheaper_than_everyone_is_not_pruned():
     study = _study()
     _history(study)
-    pruner = make_pruner({"rule": "front"}, MULTI, "tpe")
+    pruner = make_pruner({"rule": "front"}, MULTI)
     trial = study.ask()
     # Hopeless in accuracy at epoch 3, but the cheapest candidate: it can still be on the front.
     assert pruner.check(study, trial, 3, 30.0, {"flops": 1e6, "params": 5e4}) is None
@@ -87,7 +88,7 @@ def test_cheaper_than_everyone_is_not_pruned():
 def test_a_trial_that_could_still_reach_the_front_is_not_pruned():
     study = _study()
     _history(study)
-    pruner = make_pruner({"rule": "front", "margin": 2.0}, MULTI, "tpe")
+    pruner = make_pruner({"rule": "front", "margin": 2.0}, MULTI)
     trial = study.ask()
     costs = {"flops": 9e6, "params": 9e5}  # the most expensive of all
     # Epoch 4, 2.5 points behind trial 0's 75%: the slow climbers gained 10 after epoch 4, so 72.5 may reach 82.5.
@@ -99,7 +100,7 @@ def test_a_trial_that_could_still_reach_the_front_is_not_pruned():
 def test_below_every_finished_trial_is_not_pruned_without_evidence():
     study = _study()
     _history(study)
-    pruner = make_pruner(None, MULTI, "tpe")
+    pruner = make_pruner(FRONT, MULTI)
     trial = study.ask()
     # No finished trial stood at <= 12% at epoch 2, so nothing says how far such a trial climbs.
     assert pruner.check(study, trial, 2, 10.0, {"flops": 9e6, "params": 9e5}) is None
@@ -108,7 +109,7 @@ def test_below_every_finished_trial_is_not_pruned_without_evidence():
 def test_margin_zero_needs_a_strictly_better_objective():
     study = _study()
     _history(study)
-    pruner = make_pruner({"margin": 0}, MULTI, "tpe")
+    pruner = make_pruner({"rule": "front", "margin": 0}, MULTI)
     trial = study.ask()
     # 60 at epoch 2 + 20 of headroom reaches trial 0's 80 exactly; same costs: not dominated.
     assert pruner.check(study, trial, 2, 60.0, {"flops": 2e6, "params": 1e5}) is None
@@ -121,7 +122,7 @@ def test_a_late_climber_among_the_finished_raises_the_headroom():
     _history(study)
     trial = study.ask()
     costs = {"flops": 3e6, "params": 2e5}
-    pruner = make_pruner(None, MULTI, "tpe")
+    pruner = make_pruner(FRONT, MULTI)
     assert pruner.check(study, trial, 2, 25.0, costs) is not None
     # A finished trial that stood at 25% after epoch 2 and ended highest of all, at 90%.
     _finished(study, [20, 25, 60, 80, 88, 90], flops=9e6, params=9e5)
@@ -133,7 +134,7 @@ def test_a_late_climber_among_the_finished_raises_the_headroom():
 def test_a_dip_while_the_learning_rate_is_high_is_not_held_against_a_trial():
     study = _study()
     _history(study)
-    pruner = make_pruner(None, MULTI, "tpe")
+    pruner = make_pruner(FRONT, MULTI)
     trial = study.ask()
     costs = {"flops": 3e6, "params": 2e5}
     # 30% at epoch 3 alone is where the slow climbers stood (they ended at 45%).
@@ -155,7 +156,7 @@ def test_headroom():
 def test_nothing_is_pruned_during_warmup():
     study = _study()
     _history(study)
-    pruner = make_pruner({"warmup_epochs": 3}, MULTI, "tpe")
+    pruner = make_pruner({"rule": "front", "warmup_epochs": 3}, MULTI)
     trial = study.ask()
     costs = {"flops": 9e6, "params": 9e5}
     # Each epoch, exactly where the slow climbers stood: prunable once the warm-up is over.
@@ -174,7 +175,7 @@ def test_nothing_is_pruned_before_min_trials_complete():
     # Pruned and failed trials do not count towards min_trials.
     _finished(study, [90, 95, 96, 97, 98, 99], flops=1e6, params=1e4, state=TrialState.PRUNED)
     _finished(study, [90, 95, 96, 97, 98, 99], flops=1e6, params=1e4, state=TrialState.FAIL)
-    pruner = make_pruner({"min_trials": 4}, MULTI, "tpe")
+    pruner = make_pruner({"rule": "front", "min_trials": 4}, MULTI)
     trial = study.ask()
     costs = {"flops": 9e6, "params": 9e5}
     assert pruner.check(study, trial, 3, 30.0, costs) is None
@@ -185,7 +186,7 @@ def test_nothing_is_pruned_before_min_trials_complete():
 def test_not_pruned_at_the_last_epoch():
     study = _study()
     _history(study)
-    pruner = make_pruner(None, MULTI, "tpe")
+    pruner = make_pruner(FRONT, MULTI)
     trial = study.ask()
     costs = {"flops": 9e6, "params": 9e5}
     assert pruner.check(study, trial, EPOCHS - 1, 40.0, costs) is not None
@@ -195,7 +196,7 @@ def test_not_pruned_at_the_last_epoch():
 def test_last_epoch_from_curves_without_proxy_settings():
     study = optuna.create_study(directions=MULTI)
     _history(study)
-    pruner = make_pruner(None, MULTI, "tpe")
+    pruner = make_pruner(FRONT, MULTI)
     trial = study.ask()
     costs = {"flops": 9e6, "params": 9e5}
     assert pruner.check(study, trial, EPOCHS - 1, 40.0, costs) is not None
@@ -208,7 +209,7 @@ def test_infeasible_finished_trials_never_dominate():
     _finished(study, [80, 90, 95, 97, 98, 99], flops=5e6, params=1e4, max_flops=4e6)
     for _ in range(4):
         _finished(study, [20, 30, 40, 50, 55, 60], flops=3e6, params=2e5)
-    pruner = make_pruner(None, MULTI, "tpe")
+    pruner = make_pruner(FRONT, MULTI)
     trial = study.ask()
     costs = {"flops": 6e6, "params": 3e5}
     assert pruner.check(study, trial, 3, 40.0, costs) is None  # 40 + 20 + 2 > 60, and trial 0 does not count
@@ -222,7 +223,7 @@ def test_repeats_of_the_same_candidate_do_not_prune_it():
     _finished(study, [40, 60, 70, 75, 78, 80], flops=2e6, params=1e5, key="aaaa")
     for i in range(4):
         _finished(study, SLOW, flops=8e6 + i, params=4e5)
-    pruner = make_pruner(None, MULTI, "tpe")
+    pruner = make_pruner(FRONT, MULTI)
     trial = study.ask()
     trial.set_user_attr("key", "aaaa")
     assert pruner.check(study, trial, 2, 25.0, {"flops": 2e6, "params": 1e5}) is None
@@ -237,7 +238,7 @@ def test_objective_names_come_from_the_study():
     _finished(study, [40, 60, 70, 75, 78, 80], flops=1e5, params=2e6)  # values: acc, 1e5 params, 2e6 flops
     for _ in range(4):
         _finished(study, SLOW, flops=9e9, params=9e9)
-    pruner = make_pruner(None, MULTI, "tpe")
+    pruner = make_pruner(FRONT, MULTI)
     trial = study.ask()
     assert "params 100k <= 200k, flops 2M <= 3M" in pruner.check(study, trial, 2, 40.0, {"flops": 3e6, "params": 2e5})
     assert pruner.check(study, trial, 2, 40.0, {"flops": 1e6, "params": 2e5}) is None
@@ -256,7 +257,7 @@ def test_reads_complete_trials_once_without_copies(monkeypatch):
         return original(*args, **kwargs)
 
     monkeypatch.setattr(study, "get_trials", spy)
-    pruner = make_pruner(None, MULTI, "tpe")
+    pruner = make_pruner(FRONT, MULTI)
     trial = study.ask()
     pruner.check(study, trial, 2, 40.0, {"flops": 3e6, "params": 2e5})
     assert calls == [{"deepcopy": False, "states": (TrialState.COMPLETE,)}]
@@ -267,7 +268,7 @@ def test_sqlite_storage(tmp_path):
     study = _study(storage=storage)
     _history(study)
     reloaded = optuna.load_study(study_name=study.study_name, storage=storage)
-    pruner = make_pruner(None, MULTI, "nsga2")
+    pruner = make_pruner(FRONT, MULTI)
     trial = reloaded.ask()
     assert "trial 0" in pruner.check(reloaded, trial, 2, 40.0, {"flops": 3e6, "params": 2e5})
     assert pruner.check(reloaded, trial, 2, 40.0, {"flops": 1e6, "params": 2e5}) is None
@@ -276,15 +277,15 @@ def test_sqlite_storage(tmp_path):
 # --- defaults and configuration ------------------------------------------------------------------------
 
 
-def test_defaults_by_sampler_and_objectives():
-    assert make_pruner(None, MULTI, "tpe").rule == "front"
-    assert make_pruner(None, MULTI, "nsga2").rule == "front"
-    assert make_pruner(None, MULTI, "random").rule == "front"
-    assert make_pruner(None, MULTI, "grid").rule == "none"
-    assert make_pruner({"warmup_epochs": 2}, MULTI, "grid").rule == "none"
-    assert make_pruner({"rule": "front"}, MULTI, "grid").rule == "front"
-    assert make_pruner(None, ["maximize"], "tpe").rule == "median"
-    pruner = make_pruner(None, MULTI)
+def test_pruning_is_opt_in():
+    # Measured on the built-in proxy, no rule pays (BENCHMARKS.md, "Search efficiency"): a study prunes only
+    # when its [pruning] table names a rule, whatever its sampler and objectives.
+    assert make_pruner(None, MULTI).rule == "none"
+    assert make_pruner(None, ["maximize"]).rule == "none"
+    assert make_pruner({"warmup_epochs": 2}, MULTI).rule == "none"
+    assert make_pruner({"rule": "front"}, MULTI).rule == "front"
+    assert make_pruner({"rule": "median"}, ["maximize"]).rule == "median"
+    pruner = make_pruner({"rule": "front"}, MULTI)
     assert (pruner.warmup_epochs, pruner.min_trials, pruner.margin) == (1, 5, 2.0)
     assert pruner.describe() == "front (warm-up 1 epoch, after 5 finished trials, margin 2 points)"
 
@@ -292,7 +293,7 @@ def test_defaults_by_sampler_and_objectives():
 def test_rule_none_never_prunes():
     study = _study()
     _history(study)
-    pruner = make_pruner({"rule": "none"}, MULTI, "tpe")
+    pruner = make_pruner({"rule": "none"}, MULTI)
     trial = study.ask()
     assert pruner.check(study, trial, 3, 0.0, {"flops": 9e6, "params": 9e5}) is None
 
@@ -307,11 +308,13 @@ def test_rule_none_never_prunes():
         ({"warmup_epochs": -1}, MULTI, "pruning.warmup_epochs: must be >= 0, got -1"),
         ({"warmup_epochs": 1.5}, MULTI, "pruning.warmup_epochs: expected an integer, got 1.5"),
         ({"min_trials": True}, MULTI, "pruning.min_trials: expected an integer, got True"),
-        ({"margin": -0.5}, MULTI, "pruning.margin: must be >= 0, got -0.5"),
-        ({"margin": "2"}, MULTI, "pruning.margin: expected a number, got '2'"),
-        ({"margin": float("nan")}, MULTI, "pruning.margin: expected a number"),
+        ({"rule": "front", "margin": -0.5}, MULTI, "pruning.margin: must be >= 0, got -0.5"),
+        ({"rule": "front", "margin": "2"}, MULTI, "pruning.margin: expected a number, got '2'"),
+        ({"rule": "front", "margin": float("nan")}, MULTI, "pruning.margin: expected a number"),
         ({"marjin": 1}, MULTI, "pruning.marjin: unknown key (did you mean 'margin'?); known keys: margin"),
         ({"rule": "none", "margin": 1}, MULTI, "pruning.margin: applies to rule 'front' only, not 'none'"),
+        ({"margin": 1}, MULTI, 'pruning.margin: applies to rule \'front\' only, and pruning is off unless the table '
+                               'names a rule (add rule = "front")'),
         (
             {"rule": "median", "reduction_factor": 2},
             ["maximize"],
@@ -325,7 +328,7 @@ def test_rule_none_never_prunes():
 )
 def test_invalid_config_names_the_key(config, directions, message):
     with pytest.raises(InputError) as info:
-        make_pruner(config, directions, "tpe")
+        make_pruner(config, directions)
     assert str(info.value).startswith(message)
 
 
@@ -335,7 +338,7 @@ def test_invalid_config_names_the_key(config, directions, message):
 def _single_study(rule_config, n=5):
     """n trials run through the pruner epoch by epoch (as the runner does), none pruned, then told."""
     study = _study(directions=["maximize"], objectives=("accuracy",))
-    pruner = make_pruner(rule_config, ["maximize"], "tpe")
+    pruner = make_pruner(rule_config, ["maximize"])
     for i in range(n):
         curve = [40 + i, 50 + i, 60 + i, 65 + i, 68 + i, 70 + i]
         trial = study.ask()

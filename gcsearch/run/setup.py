@@ -105,7 +105,7 @@ def prepare(options: RunOptions, *, engine: Engine | None = None, train: bool = 
     storage = open_storage(options.storage, heartbeat=options.heartbeat)
     where = mask_url(options.storage)
     data = load_data(spec.proxy, device, download=options.download)
-    pruner = make_pruner(spec.pruning, spec.directions, spec.sampler)
+    pruner = make_pruner(spec.pruning, spec.directions)
     input_size = (data.in_chans, data.image_size, data.image_size)
     target = spec.target(options.trials)
     sampler_seed = spec.seed + 7919 * options.worker_index

@@ -147,7 +147,7 @@ class _Parser:
         space = self.space()
         fixed = self.fixed(space)
         proxy = self.proxy()
-        pruning = self.pruning([OBJECTIVES[o].direction for o in objectives], sampler)
+        pruning = self.pruning([OBJECTIVES[o].direction for o in objectives])
 
         spec = StudySpec(
             name=name, description=description, source=self.source, text=self.text, data=d,
@@ -264,11 +264,11 @@ class _Parser:
         table = self.table("proxy")
         return self.checked("proxy", lambda: ProxyConfig.from_dict(dict(table)))
 
-    def pruning(self, directions: list[str], sampler: str) -> dict[str, Any] | None:
+    def pruning(self, directions: list[str]) -> dict[str, Any] | None:
         if "pruning" not in self.data:
             return None
         table = self.table("pruning")
-        self.checked("pruning", lambda: make_pruner(dict(table), directions, sampler))
+        self.checked("pruning", lambda: make_pruner(dict(table), directions))
         return dict(table)
 
     def enumerate(self, spec: StudySpec) -> list[Candidate]:

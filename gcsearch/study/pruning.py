@@ -2,15 +2,14 @@
 
 Optuna prunes single-objective studies only (`Trial.report` raises in multi-objective ones), so gcsearch
 brings its own rule for those and wraps Optuna's pruners for the rest. The runner builds one pruner per
-study with `make_pruner(config, directions, sampler)` and, after every epoch, calls
+study with `make_pruner(config, directions)` and, after every epoch, calls
 `EpochPruner.check(study, trial, epoch, accuracy, costs)`: a one-line reason means "stop and record the
 trial as pruned", None means "go on".
 
 Rules (the study file's [pruning] table, `rule = ...`):
 
-- "front" (default for multi-objective tpe/nsga2/random studies): prune a trial that cannot reach the front
-  even if it gains as much from here as the finished trials at its level did (front_rule.py says how, and
-  where it can be wrong).
+- "front" (multi-objective studies): prune a trial that cannot reach the front even if it gains as much from
+  here as the finished trials at its level did (front_rule.py says how, and where it can be wrong).
 - "median", "successive_halving", "hyperband": Optuna's MedianPruner, SuccessiveHalvingPruner and
   HyperbandPruner, for single-objective studies only (Optuna cannot run them on several objectives).
   `check` reports the accuracy with `trial.report(accuracy, epoch)` and asks `trial.should_prune()`,
@@ -18,9 +17,11 @@ Rules (the study file's [pruning] table, `rule = ...`):
   `EpochPruner.optuna_pruner` to `optuna.create_study`/`load_study` to have it there from the start).
   Optuna is asked at every epoch (successive halving records rung values as it answers); `warmup_epochs`
   and `min_trials` only hold its answer back.
-- "none": never prune (default for grid studies, whose point is to see every cell; and for any study whose
-  [pruning] table says so). Single-objective studies still get their per-epoch accuracy reported, so
-  Optuna's dashboard shows learning curves.
+- "none": never prune, the default. Pruning is opt-in because on the built-in proxy it does not pay: early
+  accuracy ranks candidates little like the final one (rank correlation 0.3-0.4 up to the last epoch), and
+  the "front" rule with its default settings saved 16% of the epochs while stopping a member of the final
+  front in 41% of replayed draws (BENCHMARKS.md, "Search efficiency"). Single-objective studies still get
+  their per-epoch accuracy reported, so Optuna's dashboard shows learning curves.
 
 Cost: one read of the study's trials per check (`states=(COMPLETE,)`, `deepcopy=False`) and, once per
 study, its user attrs (objective names and proxy epochs).
@@ -207,14 +208,10 @@ class EpochPruner:
 # --- configuration -----------------------------------------------------------------------------------
 
 
-def default_rule(directions: Sequence[str], sampler: str) -> str:
-    """The rule a study gets without a [pruning] table: none for grids, front (or median) otherwise."""
-    if sampler == "grid":
-        return "none"
-    return "front" if len(directions) > 1 else "median"
+DEFAULT_RULE = "none"  # the rule when a study's [pruning] table names none (the module docstring says why)
 
 
-def make_pruner(config: dict | None, directions: list[str], sampler: str = "tpe") -> EpochPruner:
+def make_pruner(config: dict | None, directions: list[str]) -> EpochPruner:
     """Build the pruner a study's [pruning] table asks for.
 
     `directions` are the study's objective directions, accuracy ("maximize") first, costs ("minimize")
@@ -227,7 +224,7 @@ def make_pruner(config: dict | None, directions: list[str], sampler: str = "tpe"
         raise InputError(f"pruning: expected a table, got {type(config).__name__}")
     config = dict(config or {})
 
-    rule = config.get("rule", default_rule(directions, sampler))
+    rule = config.get("rule", DEFAULT_RULE)
     if not isinstance(rule, str) or rule not in RULES:
         raise InputError(f"pruning.rule: {rule!r} is not one of {', '.join(RULES)}")
     multi = len(directions) > 1
@@ -241,7 +238,11 @@ def make_pruner(config: dict | None, directions: list[str], sampler: str = "tpe"
             continue
         owners = [r for r, keys in RULE_KEYS.items() if key in keys]
         if owners:
-            raise InputError(f"pruning.{key}: applies to rule {' or '.join(map(repr, owners))} only, not {rule!r}")
+            which = " or ".join(map(repr, owners))
+            if "rule" not in config:
+                raise InputError(f"pruning.{key}: applies to rule {which} only, and pruning is off unless the "
+                                 f"table names a rule (add rule = \"{owners[0]}\")")
+            raise InputError(f"pruning.{key}: applies to rule {which} only, not {rule!r}")
         known = sorted({*COMMON_KEYS, *(k for keys in RULE_KEYS.values() for k in keys)})
         close = difflib.get_close_matches(str(key), known, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
