@@ -147,10 +147,13 @@ def noise_line(report: Report) -> str:
     if noise.std is None:
         return ("seed noise unknown: no candidate has two finished seeds yet, so no verdict can be given (grids "
                 "train the baseline with [budget] baseline_repeats seeds, 3 by default)")
-    seeds = f"; baseline {report.baseline.n} seeds" if report.baseline is not None else ""
+    n = report.baseline.n if report.baseline is not None else None
+    seeds = f"; baseline {n} seed{'s' if n != 1 else ''}" if n is not None else ""
     judged = sum(1 for r in report.candidates if r.verdict is not None)
-    return (f"seed noise ±{noise.std:.2f} pts (std pooled over {noise.groups} candidates with repeats, "
-            f"{noise.df} df{seeds}); Δacc: 95% interval; verdicts Holm-corrected over {judged} candidates")
+    groups = f"{noise.groups} candidate{'s' if noise.groups != 1 else ''} with repeats"
+    over = f"{judged} candidate{'s' if judged != 1 else ''}"
+    return (f"seed noise ±{noise.std:.2f} pts (std pooled over {groups}, {noise.df} df{seeds}); "
+            f"Δacc: 95% interval; verdicts Holm-corrected over {over}")
 
 
 def front_marker(row: Row) -> str:
