@@ -52,7 +52,7 @@ def test_a_killed_worker_loses_nothing_and_an_interrupted_one_exits_130(tmp_path
     # 1. SIGKILL in the middle of the second trial: no chance to record anything.
     first = gcsearch_process(*args, cwd=tmp_path)
     try:
-        wait_until(lambda: len(complete()) >= 1 and running_with_epochs(db, "kill", 1) is not None, 120,
+        wait_until(lambda: len(complete()) >= 1 and running_with_epochs(db, "kill", 1) is not None, 300,
                    "a finished trial and one in its second epoch", first)
         killed = running_with_epochs(db, "kill", 1)
         assert killed is not None
@@ -68,10 +68,10 @@ def test_a_killed_worker_loses_nothing_and_an_interrupted_one_exits_130(tmp_path
     #    in the middle of a trial: that trial is recorded as interrupted and queued again; exit 130.
     second = gcsearch_process(*args, cwd=tmp_path)
     try:
-        wait_until(lambda: load(db, "kill").get_trials()[killed.number].state == TrialState.FAIL, 60,
+        wait_until(lambda: load(db, "kill").get_trials()[killed.number].state == TrialState.FAIL, 180,
                    "the killed trial to be found stale", second)
         wait_until(lambda: len(complete()) > len(done_before) and running_with_epochs(db, "kill", 1) is not None,
-                   120, "one more finished trial and a running one", second)
+                   300, "one more finished trial and a running one", second)
         interrupted = running_with_epochs(db, "kill", 1)
         assert interrupted is not None
         os.killpg(second.pid, signal.SIGTERM)
