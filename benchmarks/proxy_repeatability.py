@@ -50,14 +50,7 @@ def harder_chunk(seed: int, size: int, task: str, cast_range: tuple[float, float
     from gcsearch.training import synthetic as syn
 
     n, g = syn.SYNTHETIC_CHUNK, torch.Generator().manual_seed(seed)
-    img = 0.5 + syn.SYNTHETIC_NOISE * torch.randn(n, 3, size, size, generator=g)
-    cell = max(size // 4, 2)
-    cells = torch.rand(n, 16, generator=g).argsort(1)[:, : syn.SYNTHETIC_BLOBS]
-    for j in range(syn.SYNTHETIC_BLOBS):
-        color = torch.rand(n, 3, generator=g)
-        mask = (torch.rand(n, cell, cell, generator=g) > 0.5).float()
-        ys, xs = ((cells[:, j] // 4) * cell).clamp(max=size - cell), ((cells[:, j] % 4) * cell).clamp(max=size - cell)
-        syn._paste(img, color, mask, ys, xs)
+    img = syn.background(n, size, g)
     cast = torch.randint(0, 4 if task == "latin" else 2, (n,), generator=g)
     lo, hi = cast_range
     amp = lo + (hi - lo) * torch.rand(n, generator=g)

@@ -67,10 +67,8 @@ def make_synthetic(
     return parts if with_factors else parts[:2]
 
 
-def _synthetic_chunk(seed: int, image_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    n = SYNTHETIC_CHUNK
-    g = torch.Generator().manual_seed(seed)
-    s = image_size
+def background(n: int, s: int, g: torch.Generator) -> torch.Tensor:
+    """`n` float images (n x 3 x s x s, about 0..1) of colored noise and clutter, drawn from `g`."""
     img = 0.5 + SYNTHETIC_NOISE * torch.randn(n, 3, s, s, generator=g)
     cell = max(s // 4, 2)
     # clutter: blobs in distinct cells of a 4 x 4 grid, random colors, half their pixels set
@@ -81,6 +79,14 @@ def _synthetic_chunk(seed: int, image_size: int) -> tuple[torch.Tensor, torch.Te
         color = torch.rand(n, 3, generator=g)
         mask = (torch.rand(n, cell, cell, generator=g) > 0.5).float()
         _paste(img, color, mask, ys.clamp(max=s - cell), xs.clamp(max=s - cell))
+    return img
+
+
+def _synthetic_chunk(seed: int, image_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    n = SYNTHETIC_CHUNK
+    g = torch.Generator().manual_seed(seed)
+    s = image_size
+    img = background(n, s, g)
     cast = torch.randint(0, 2, (n,), generator=g)
     lo, hi = SYNTHETIC_CAST
     amp = (lo + (hi - lo) * torch.rand(n, generator=g)) * (2 * cast - 1).float()
