@@ -282,7 +282,7 @@ def test_pruning_is_opt_in():
     # when its [pruning] table names a rule, whatever its sampler and objectives.
     assert make_pruner(None, MULTI).rule == "none"
     assert make_pruner(None, ["maximize"]).rule == "none"
-    assert make_pruner({"warmup_epochs": 2}, MULTI).rule == "none"
+    assert make_pruner({}, MULTI).rule == "none"
     assert make_pruner({"rule": "front"}, MULTI).rule == "front"
     assert make_pruner({"rule": "median"}, ["maximize"]).rule == "median"
     pruner = make_pruner({"rule": "front"}, MULTI)
@@ -305,16 +305,17 @@ def test_rule_none_never_prunes():
         ({"rule": 3}, MULTI, "pruning.rule: 3 is not one of"),
         ({"rule": "median"}, MULTI, "pruning.rule: 'median' works on single-objective studies only"),
         ({"rule": "hyperband"}, MULTI, "pruning.rule: 'hyperband' works on single-objective studies only"),
-        ({"warmup_epochs": -1}, MULTI, "pruning.warmup_epochs: must be >= 0, got -1"),
-        ({"warmup_epochs": 1.5}, MULTI, "pruning.warmup_epochs: expected an integer, got 1.5"),
-        ({"min_trials": True}, MULTI, "pruning.min_trials: expected an integer, got True"),
+        ({"rule": "front", "warmup_epochs": -1}, MULTI, "pruning.warmup_epochs: must be >= 0, got -1"),
+        ({"rule": "front", "warmup_epochs": 1.5}, MULTI, "pruning.warmup_epochs: expected an integer, got 1.5"),
+        ({"rule": "front", "min_trials": True}, MULTI, "pruning.min_trials: expected an integer, got True"),
         ({"rule": "front", "margin": -0.5}, MULTI, "pruning.margin: must be >= 0, got -0.5"),
         ({"rule": "front", "margin": "2"}, MULTI, "pruning.margin: expected a number, got '2'"),
         ({"rule": "front", "margin": float("nan")}, MULTI, "pruning.margin: expected a number"),
-        ({"marjin": 1}, MULTI, "pruning.marjin: unknown key (did you mean 'margin'?); known keys: margin"),
+        ({"rule": "front", "marjin": 1}, MULTI, "pruning.marjin: unknown key (did you mean 'margin'?); known keys: "),
         ({"rule": "none", "margin": 1}, MULTI, "pruning.margin: applies to rule 'front' only, not 'none'"),
-        ({"margin": 1}, MULTI, 'pruning.margin: applies to rule \'front\' only, and pruning is off unless the table '
-                               'names a rule (add rule = "front")'),
+        ({"margin": 1}, MULTI, 'pruning: the table sets margin but names no rule, and pruning is off unless it '
+                               'does; add rule = "front" (or another rule)'),
+        ({"warmup_epochs": 2, "min_trials": 3}, MULTI, "pruning: the table sets warmup_epochs, min_trials but"),
         (
             {"rule": "median", "reduction_factor": 2},
             ["maximize"],

@@ -224,6 +224,9 @@ def make_pruner(config: dict | None, directions: list[str]) -> EpochPruner:
         raise InputError(f"pruning: expected a table, got {type(config).__name__}")
     config = dict(config or {})
 
+    if config and "rule" not in config:
+        raise InputError(f"pruning: the table sets {', '.join(map(str, config))} but names no rule, and pruning is "
+                         "off unless it does; add rule = \"front\" (or another rule)")
     rule = config.get("rule", DEFAULT_RULE)
     if not isinstance(rule, str) or rule not in RULES:
         raise InputError(f"pruning.rule: {rule!r} is not one of {', '.join(RULES)}")
@@ -238,11 +241,7 @@ def make_pruner(config: dict | None, directions: list[str]) -> EpochPruner:
             continue
         owners = [r for r, keys in RULE_KEYS.items() if key in keys]
         if owners:
-            which = " or ".join(map(repr, owners))
-            if "rule" not in config:
-                raise InputError(f"pruning.{key}: applies to rule {which} only, and pruning is off unless the "
-                                 f"table names a rule (add rule = \"{owners[0]}\")")
-            raise InputError(f"pruning.{key}: applies to rule {which} only, not {rule!r}")
+            raise InputError(f"pruning.{key}: applies to rule {' or '.join(map(repr, owners))} only, not {rule!r}")
         known = sorted({*COMMON_KEYS, *(k for keys in RULE_KEYS.values() for k in keys)})
         close = difflib.get_close_matches(str(key), known, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
