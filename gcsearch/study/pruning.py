@@ -18,10 +18,11 @@ Rules (the study file's [pruning] table, `rule = ...`):
   Optuna is asked at every epoch (successive halving records rung values as it answers); `warmup_epochs`
   and `min_trials` only hold its answer back.
 - "none": never prune, the default. Pruning is opt-in because on the built-in proxy it does not pay: early
-  accuracy ranks candidates little like the final one (rank correlation 0.3-0.4 up to the last epoch), and
-  the "front" rule with its default settings saved 16% of the epochs while stopping a member of the final
-  front in 41% of replayed draws (BENCHMARKS.md, "Search efficiency"). Single-objective studies still get
-  their per-epoch accuracy reported, so Optuna's dashboard shows learning curves.
+  accuracy ranks candidates little like the final one (rank correlation 0.1-0.5 up to the last epoch), and
+  the "front" rule at its default settings saved 8-12% of the epochs in two runs (losing 18% of the
+  hypervolume in one) and stopped a member of the final front in 41-46% of replayed draws (BENCHMARKS.md,
+  "Search efficiency"). Single-objective studies still get their per-epoch accuracy reported, so Optuna's
+  dashboard shows learning curves.
 
 Cost: one read of the study's trials per check (`states=(COMPLETE,)`, `deepcopy=False`) and, once per
 study, its user attrs (objective names and proxy epochs).
