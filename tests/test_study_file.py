@@ -137,6 +137,8 @@ BAD = [
     ("a width of zero", "width = 0\n" + GOOD.replace("width = 8\n", ""), "bad.toml:width: expected a positive integer"),
     ("an unknown proxy key", GOOD.replace("epochs = 1", "epochs = 1\nepochz = 2"), "bad.toml:proxy.epochz"),
     ("a bad pruning rule", GOOD + '[pruning]\nrule = "sometimes"\n', "bad.toml:pruning.rule: 'sometimes'"),
+    ("pruning settings without a rule", GOOD + "[pruning]\nmargin = 4\n",
+     "bad.toml:pruning: the table sets margin but names no rule"),
     ("space not a table", "space = 3\n" + NO_SPACE, "bad.toml:space: expected a table"),
     ("a bad name", GOOD.replace('name = "good"', 'name = "no spaces please"'), "bad.toml:name: expected a name"),
 ]

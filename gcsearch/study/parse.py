@@ -257,7 +257,8 @@ class _Parser:
             message = str(exc)
             key, sep, rest = message.partition(": ")
             if sep and " " not in key:
-                raise self.error(key if key.startswith(f"{table}.") else f"{table}.{key}", rest) from None
+                named = key == table or key.startswith(f"{table}.")
+                raise self.error(key if named else f"{table}.{key}", rest) from None
             raise self.error(table, message) from None
 
     def proxy(self) -> ProxyConfig:
