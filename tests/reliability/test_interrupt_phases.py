@@ -10,7 +10,7 @@ writing (telling Optuna the result).
 from __future__ import annotations
 
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,18 @@ from gcsearch.run.engine import Engine, default_engine
 
 SIGNALS = {"SIGTERM": signal.SIGTERM, "SIGINT": signal.SIGINT}
 VICTIM = 1  # the phase is interrupted in the second trial, so one finished trial is there to keep
+
+
+@pytest.fixture(autouse=True)
+def ctrl_c_raises() -> Iterator[None]:
+    """Ctrl-C as a terminal delivers it to a foreground process: Python's KeyboardInterrupt. A test process
+    started in the background (`cmd &` from a script) inherits SIGINT ignored, and a process that ignores it
+    rightly stays deaf to it, so the handler is set here rather than inherited."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class Trigger:
