@@ -9,3 +9,8 @@ def si(value: float, digits: str = ".2f", *, kilo: str = "k", small: str = ".0f"
         if abs(value) >= scale:
             return f"{value / scale:{digits}}{unit}"
     return f"{value:{small}}"
+
+
+def plural(n: int, word: str) -> str:
+    """"1 seed", "3 seeds": `n` and `word`, with an s unless n is 1."""
+    return f"{n} {word}{'' if n == 1 else 's'}"

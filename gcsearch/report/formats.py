@@ -19,6 +19,7 @@ from gcsearch.errors import InputError
 from gcsearch.report.build import Report
 from gcsearch.report.labels import format_value, stages_short
 from gcsearch.report.rows import Row
+from gcsearch.units import plural
 
 __all__ = ["FORMATS", "display_columns", "export_records", "header_lines", "render", "to_csv", "to_json",
            "to_latex", "to_markdown"]
@@ -147,13 +148,10 @@ def noise_line(report: Report) -> str:
     if noise.std is None:
         return ("seed noise unknown: no candidate has two finished seeds yet, so no verdict can be given (grids "
                 "train the baseline with [budget] baseline_repeats seeds, 3 by default)")
-    n = report.baseline.n if report.baseline is not None else None
-    seeds = f"; baseline {n} seed{'s' if n != 1 else ''}" if n is not None else ""
+    seeds = f"; baseline {plural(report.baseline.n, 'seed')}" if report.baseline is not None else ""
     judged = sum(1 for r in report.candidates if r.verdict is not None)
-    groups = f"{noise.groups} candidate{'s' if noise.groups != 1 else ''} with repeats"
-    over = f"{judged} candidate{'s' if judged != 1 else ''}"
-    return (f"seed noise ±{noise.std:.2f} pts (std pooled over {groups}, {noise.df} df{seeds}); "
-            f"Δacc: 95% interval; verdicts Holm-corrected over {over}")
+    return (f"seed noise ±{noise.std:.2f} pts (std pooled over {plural(noise.groups, 'candidate')} with repeats, "
+            f"{noise.df} df{seeds}); Δacc: 95% interval; verdicts Holm-corrected over {plural(judged, 'candidate')}")
 
 
 def front_marker(row: Row) -> str:

@@ -41,6 +41,7 @@ from optuna.trial import TrialState
 from gcsearch.contract import Attr, objective_names, proxy_settings, study_meta
 from gcsearch.errors import InputError, not_int_at_least
 from gcsearch.study.front_rule import finished_at, fmt_pair, front_verdict
+from gcsearch.units import plural
 
 RULES = ("none", "front", "median", "successive_halving", "hyperband")
 OPTUNA_RULES = ("median", "successive_halving", "hyperband")
@@ -88,8 +89,8 @@ class EpochPruner:
         if self.rule == "none":
             return "none"
         parts = [
-            f"warm-up {self.warmup_epochs} epoch{'s' if self.warmup_epochs != 1 else ''}",
-            f"after {self.min_trials} finished trial{'s' if self.min_trials != 1 else ''}",
+            f"warm-up {plural(self.warmup_epochs, 'epoch')}",
+            f"after {plural(self.min_trials, 'finished trial')}",
         ]
         if self.rule == "front":
             parts.append(f"margin {self.margin:g} points")
