@@ -132,8 +132,8 @@ def train_candidate(
     """Train `model` on `data` as `cfg` says and return its validation accuracy after every epoch.
 
     The seed fixes the shuffling and augmentation; the weights are the caller's (see `seed_everything`).
-    On the same device, the same model weights and seed give the same accuracies. `on_epoch` may raise
-    (e.g. optuna.TrialPruned) and the exception propagates.
+    On the same device with the same thread count, the same model weights and seed give the same accuracies.
+    `on_epoch` may raise (e.g. optuna.TrialPruned) and the exception propagates.
     """
     device = torch.device(device)
     start = time.perf_counter()
