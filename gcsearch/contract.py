@@ -56,6 +56,7 @@ class Attr:
     # What it ran on.
     SEED = "seed"
     DEVICE = "device"
+    THREADS = "threads"  # torch's CPU threads: another count sums floats in another order, so results differ
     VERSIONS = "versions"  # {"gcsearch", "torch", "optuna", "python"}
     # Its cost, known before training.
     FLOPS = "flops"

@@ -24,7 +24,7 @@ from gcsearch.training.config import ProxyConfig
 from gcsearch.training.data import load_data
 
 TRIAL_ATTRS = {"spec", "key", "label", "flops", "params", "block_flops", "block_params", "accuracy", "accuracies",
-               "train_seconds", "epochs", "seed", "repeat", "device", "versions"}
+               "train_seconds", "epochs", "seed", "repeat", "device", "threads", "versions"}
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -62,7 +62,7 @@ def test_a_tiny_grid_runs_end_to_end(tmp_path: Path, db: str, capsys: pytest.Cap
         assert 0.0 <= attrs["accuracy"] <= 100.0 and len(attrs["accuracies"]) == 2 == attrs["epochs"]
         assert attrs["accuracies"][-1] == attrs["accuracy"]
         assert 0.0 < attrs["train_seconds"] < 60.0
-        assert (attrs["seed"], attrs["repeat"], attrs["device"]) == (0, 0, "cpu")
+        assert (attrs["seed"], attrs["repeat"], attrs["device"], attrs["threads"]) == (0, 0, "cpu", 1)
         assert attrs["versions"]["torch"] == torch.__version__ and attrs["versions"]["gcsearch"] == gcsearch.__version__
 
     meta = study.user_attrs["gcsearch"]

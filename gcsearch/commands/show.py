@@ -71,9 +71,9 @@ def _print_trial(summary: StudySummary, t: TrialRecord) -> None:
                (Attr.PARAMS, "params", "{:,.0f}"), (Attr.BLOCK_FLOPS, "block FLOPs", "{:,.0f}"),
                (Attr.BLOCK_PARAMS, "block params", "{:,.0f}"), (Attr.TRAIN_SECONDS, "train time", "{:.1f} s"),
                (Attr.EPOCHS, "epochs", "{}"), (Attr.SEED, "seed", "{}"), (Attr.REPEAT, "repeat", "{}"),
-               (Attr.DEVICE, "device", "{}"), (Attr.REUSED_FROM, "reused from trial", "{}"),
-               (Attr.FAIL_REASON, "fail reason", "{}"), (Attr.PRUNED_EPOCH, "pruned at epoch", "{}"),
-               (Attr.PRUNE_REASON, "prune reason", "{}")]
+               (Attr.DEVICE, "device", "{}"), (Attr.THREADS, "CPU threads", "{}"),
+               (Attr.REUSED_FROM, "reused from trial", "{}"), (Attr.FAIL_REASON, "fail reason", "{}"),
+               (Attr.PRUNED_EPOCH, "pruned at epoch", "{}"), (Attr.PRUNE_REASON, "prune reason", "{}")]
     for key, title, form in metrics:
         if ua.get(key) is not None:
             try:

@@ -103,7 +103,7 @@ def _attempt(run: Run, trial: optuna.Trial, reporter: Reporter, outcome: TrialOu
             return
         seed = run.seed + repeat
         _set_attrs(trial, {**point_attrs(spec, repeat), Attr.SEED: seed, Attr.DEVICE: run.device_name,
-                           Attr.VERSIONS: versions()})
+                           Attr.THREADS: cpu_threads(), Attr.VERSIONS: versions()})
         if fresh and run.spec.repeats > 1:
             _queue_repeats(run, spec, params)
         costs = _measure(run, trial, spec, outcome)
@@ -315,6 +315,13 @@ def _record_interrupted(run: Run, trial: optuna.Trial) -> None:
                 run.study.enqueue_trial(dict(fixed), user_attrs=keep)
         except Exception:  # noqa: BLE001 - the storage may be what failed; the heartbeat will tell the next run
             pass
+
+
+def cpu_threads() -> int:
+    """The CPU threads torch computes with in this process."""
+    import torch
+
+    return torch.get_num_threads()
 
 
 def versions() -> dict[str, str]:
