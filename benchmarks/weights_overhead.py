@@ -16,8 +16,10 @@ import os
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `gcsearch run` sets it, before torch loads
 
@@ -28,6 +30,18 @@ from gcsearch.run.setup import RunOptions, prepare  # noqa: E402
 from gcsearch.run.worker import work  # noqa: E402
 
 
+def timed(fn: Callable[..., Any], seconds: list[float]) -> Callable[..., Any]:
+    """`fn`, appending the seconds each call took to `seconds`."""
+    def wrapper(*a: Any, **k: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return fn(*a, **k)
+        finally:
+            seconds.append(time.perf_counter() - start)
+
+    return wrapper
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--study", default="block")
@@ -36,36 +50,13 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
-    train_s: list[float] = []
-    keep_s: list[float] = []
     real = default_engine()
-
-    def train(*a, **k):
-        start = time.perf_counter()
-        try:
-            return real.train(*a, **k)
-        finally:
-            train_s.append(time.perf_counter() - start)
-
-    keep = trial_module.keep_weights
     # Everything the keeping costs: serializing (engine.weights) and the upload into the artifact store.
+    train_s: list[float] = []
     weights_s: list[float] = []
-
-    def weights(*a, **k):
-        start = time.perf_counter()
-        try:
-            return real.weights(*a, **k)
-        finally:
-            weights_s.append(time.perf_counter() - start)
-
-    def timed_keep(*a, **k):
-        start = time.perf_counter()
-        try:
-            return keep(*a, **k)
-        finally:
-            keep_s.append(time.perf_counter() - start)
-
-    trial_module.keep_weights = timed_keep
+    keep_s: list[float] = []
+    train, weights = timed(real.train, train_s), timed(real.weights, weights_s)
+    trial_module.keep_weights = timed(trial_module.keep_weights, keep_s)
     with tempfile.TemporaryDirectory() as folder:
         storage = f"sqlite:///{Path(folder) / 'bench.db'}"
         run, _ = prepare(RunOptions(study=args.study, storage=storage, trials=args.points, device="cpu"),
