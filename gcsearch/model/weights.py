@@ -115,6 +115,28 @@ def read_weights(source: str | os.PathLike[str] | bytes, name: str | None = None
                    in_chans=int(payload["in_chans"]), info=dict(payload.get("info") or {}))
 
 
+def load_shared(model: nn.Module, start: dict[str, torch.Tensor]) -> list[str]:
+    """Load a start's weights into every parameter and buffer `model` shares with it; return the names of
+    the model's own new ones, which keep their initialization.
+
+    The start is the block-less network of the same backbone, so each of its tensors must exist in `model`
+    under the same name with the same shape (a context block adds tensors, never renames one); anything
+    else means the start was made for another backbone and is refused.
+    """
+    own = model.state_dict()
+    missing = [name for name in start if name not in own]
+    mismatched = [name for name in start if name in own and own[name].shape != start[name].shape]
+    if missing or mismatched:
+        name = (missing or mismatched)[0]
+        what = "has no tensor" if missing else f"has shape {tuple(own[name].shape)}, the start's is"
+        detail = "" if missing else f" {tuple(start[name].shape)}"
+        raise WeightsError(f"the start does not fit this model: the model {what} {name!r}{detail}")
+    with torch.no_grad():
+        for name, tensor in start.items():
+            own[name].copy_(tensor)
+    return [name for name in own if name not in start]
+
+
 def load_model(path: str | os.PathLike[str]) -> nn.Module:
     """The model a weights file holds (`gcsearch export`, or a trial's kept weights): built from its spec,
     weights loaded, in eval mode on the CPU. Call `.train()` and `.to(device)` to go on training it."""

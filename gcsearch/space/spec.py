@@ -66,6 +66,14 @@ class ArchSpec:
     def has_blocks(self) -> bool:
         return self.block != "none"
 
+    @property
+    def identity_at_insertion(self) -> bool:
+        """Whether the network computes its block-less network's function before training: each block's last
+        layer starts at zero, so an added block (add fusion, NL's zero-scaled output) adds nothing, while a
+        scaling one multiplies by sigmoid(0) = 1/2 (SE, scale and both fusion). A fine-tune from a trained start
+        measures the first kind's effect; the second kind's starts by recovering from the halving."""
+        return self.block == "none" or self.context == "nl" or self.fusion == "add"
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         for name in ("depth", "stages"):

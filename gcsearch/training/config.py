@@ -1,5 +1,13 @@
 """The proxy task's settings: what a trial trains on and for how long. Torch-free, so a study file's [proxy] table
 is checked, and a study's proxy fingerprint compared, without loading torch.
+
+Where a trial starts (`start`):
+- "scratch": every candidate is trained from its own random initialization for `epochs` at `lr`.
+- "baseline": the paired design. For each seed the block-less network is trained once with the settings above
+  (the *start*); every candidate of that seed, the block-less control included, loads the start's weights
+  for every layer it shares with it, keeps its own new layers at their reference initialization, and is
+  fine-tuned for `finetune_epochs` at `finetune_lr` (cosine schedule) on the same data order. Candidates of
+  one seed then differ only by their blocks, so their differences are measured per seed (paired).
 """
 
 from __future__ import annotations
@@ -7,13 +15,26 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from gcsearch.errors import InputError
 
 DATASETS = ("synthetic", "cifar10", "cifar100", "folder")
 SCHEDULES = ("onecycle", "cosine")
+STARTS = ("scratch", "baseline")
+FINETUNE_SCHEDULE = "cosine"
+FINETUNE_SEED_OFFSET = 1_000_000  # a fine-tune's data order: not the one its start trained on
+
+
+def finetune_seed(seed: int) -> int:
+    """The seed of a fine-tune's shuffling and augmentation: one per seed, shared by every candidate of it."""
+    return seed + FINETUNE_SEED_OFFSET
+
+
+# Settings that only the paired design reads: a "scratch" proxy leaves them out of its dict and fingerprint,
+# so every study made before they existed keeps its fingerprint.
+START_KEYS = ("start", "finetune_epochs", "finetune_lr")
 # Both versions enter the fingerprint, so that trials made before and after a change never share a study.
 # Bump TRAIN_VERSION when the loop changes in a way that changes results (augmentation, schedule shape,
 # optimizer); bump SYNTHETIC_VERSION whenever the synthetic generator (synthetic.py) changes its images.
@@ -36,12 +57,44 @@ class ProxyConfig:
     weight_decay: float = 5e-4
     label_smoothing: float = 0.1
     schedule: str = "onecycle"
+    start: str = "scratch"
+    finetune_epochs: float = 0.5  # may be a fraction: the fine-tune then ends part-way through its last epoch
+    finetune_lr: float = 0.02
 
     def __post_init__(self) -> None:
         _validate(self)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if self.start == "scratch":
+            for key in START_KEYS:
+                del d[key]
+        return d
+
+    @property
+    def paired(self) -> bool:
+        """Whether candidates fine-tune from a shared start per seed (and are compared per seed)."""
+        return self.start != "scratch"
+
+    def start_proxy(self) -> ProxyConfig:
+        """What the start (the block-less baseline of a seed) is trained with: these settings from scratch."""
+        return replace(self, start="scratch")
+
+    def finetune_proxy(self) -> ProxyConfig:
+        """What a candidate is fine-tuned with, from the start: same data, its own learning rate and cosine
+        schedule. Its length is `finetune_epochs`, which the loop takes as its `epochs` (it may be a fraction);
+        `epochs` here is that rounded up, the number of validations."""
+        return replace(self, start="scratch", epochs=math.ceil(self.finetune_epochs), lr=self.finetune_lr,
+                       schedule=FINETUNE_SCHEDULE)
+
+    @property
+    def trial_epochs(self) -> float:
+        """How long one trial trains: `epochs` from scratch, `finetune_epochs` in the paired design."""
+        return self.finetune_epochs if self.paired else self.epochs
+
+    def trial_proxy(self) -> ProxyConfig:
+        """What one trial trains with: the proxy itself, or its fine-tune in the paired design."""
+        return self.finetune_proxy() if self.paired else self
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ProxyConfig:
@@ -56,7 +109,7 @@ class ProxyConfig:
 
     def fingerprint(self) -> str:
         """16 hex chars; equal exactly when trials are comparable (data_dir is where, not what)."""
-        d = self.to_dict()
+        d = self.to_dict()  # a "scratch" proxy without START_KEYS: its fingerprint predates them
         del d["data_dir"]
         d["_versions"] = {"train": TRAIN_VERSION, "synthetic": SYNTHETIC_VERSION}
         return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
@@ -84,3 +137,7 @@ def _validate(cfg: ProxyConfig) -> None:
     need(is_num(cfg.weight_decay) and cfg.weight_decay >= 0, "weight_decay", "must be a number >= 0")
     need(is_num(cfg.label_smoothing) and 0 <= cfg.label_smoothing < 1, "label_smoothing", "must be in [0, 1)")
     need(cfg.schedule in SCHEDULES, "schedule", f"must be one of {', '.join(SCHEDULES)}")
+    need(cfg.start in STARTS, "start", f"must be one of {', '.join(STARTS)}")
+    need(is_num(cfg.finetune_epochs) and 0 < cfg.finetune_epochs <= 1000, "finetune_epochs",
+         "must be a number in (0, 1000]; a fraction ends the fine-tune part-way through an epoch")
+    need(is_num(cfg.finetune_lr) and cfg.finetune_lr > 0, "finetune_lr", "must be a number > 0")

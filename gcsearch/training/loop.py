@@ -126,11 +126,15 @@ def train_candidate(
     *,
     seed: int,
     device: torch.device | str,
+    epochs: float | None = None,
     on_epoch: Callable[[int, float], None] | None = None,
     on_step: Callable[[int, int], None] | None = None,
 ) -> TrainResult:
     """Train `model` on `data` as `cfg` says and return its validation accuracy after every epoch.
 
+    `epochs` overrides `cfg.epochs` and may be a fraction: training then ends part-way through its last
+    epoch (after `round(epochs * steps per epoch)` steps, validated once more there), with the schedule laid
+    over those steps. A fine-tune from a trained start uses it to stay short.
     The seed fixes the shuffling and augmentation; the weights are the caller's (see `seed_everything`).
     On the same device with the same thread count, the same model weights and seed give the same accuracies.
     `on_epoch` may raise (e.g. optuna.TrialPruned) and the exception propagates.
@@ -152,7 +156,8 @@ def train_candidate(
     n = int(x_train.shape[0])
     batch = min(cfg.batch_size, n)
     steps_per_epoch = n // batch
-    total_steps = steps_per_epoch * cfg.epochs
+    length = cfg.epochs if epochs is None else epochs
+    total_steps = max(round(steps_per_epoch * length), 1)
 
     decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
@@ -172,13 +177,14 @@ def train_candidate(
     train_time = 0.0
     step = 0
     loss_sum = torch.zeros((), device=device)
-    for epoch in range(1, cfg.epochs + 1):
+    for epoch in range(1, math.ceil(total_steps / steps_per_epoch) + 1):
         t0 = time.perf_counter()
         model.train()
         perm = torch.randperm(n, generator=generator).to(device)
         x_epoch = crop_flip(x_train[perm], pad, fill, generator).contiguous(memory_format=torch.channels_last)
         y_epoch = y_train[perm]
-        for i in range(steps_per_epoch):
+        epoch_steps = min(steps_per_epoch, total_steps - step)
+        for i in range(epoch_steps):
             xb = prepare(x_epoch[i * batch : (i + 1) * batch])
             yb = y_epoch[i * batch : (i + 1) * batch]
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
@@ -191,7 +197,7 @@ def train_candidate(
             step += 1
             if on_step is not None:
                 on_step(step, total_steps)
-            if step % CHECK_EVERY == 0 or i == steps_per_epoch - 1:
+            if step % CHECK_EVERY == 0 or i == epoch_steps - 1:
                 _check_finite(loss_sum, epoch, step)
         if cuda:
             torch.cuda.synchronize(device)
