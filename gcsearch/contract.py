@@ -21,6 +21,10 @@ from typing import Any
 from optuna.trial import FrozenTrial, TrialState
 
 STUDY_META = "gcsearch"  # the study user attribute that holds `Meta`
+# The paired design's starts (`[proxy] start = "baseline"`): one trial per (backbone, proxy, seed), shared by every
+# study in the storage; its metadata is {"kind": STARTS_KIND}.
+STARTS_STUDY = "gcsearch-starts"
+STARTS_KIND = "starts"
 
 
 class Meta:
@@ -75,6 +79,9 @@ class Attr:
     FAIL_REASON = "fail_reason"
     PRUNED_EPOCH = "pruned_epoch"  # 0: infeasible, never trained
     PRUNE_REASON = "prune_reason"
+    # The paired design.
+    START = "start"  # a candidate's start: {"trial" (in STARTS_STUDY), "seed", "accuracy", "sha256"}
+    START_KEY = "start_key"  # a start trial's identity: backbone, classes, channels, proxy and seed hashed
 
 
 POINT_ATTRS = (Attr.SPEC, Attr.KEY, Attr.LABEL, Attr.REPEAT)

@@ -22,15 +22,18 @@ class Engine:
     warm_up: Callable[[Any], None]  # training.device.warm_up(device): once, before a process's first training
     free_memory: Callable[[], None]  # after a failed trial, once its exception is gone
     weights: Callable[..., bytes]  # model.weights.weights_bytes(model, spec, num_classes=, in_chans=, info=)
+    load_start: Callable[[Any, dict[str, Any]], list[str]]  # model.weights.load_shared(model, state_dict)
+    read_state: Callable[[bytes], dict[str, Any]]  # a weights file's checked state dict (read_weights(...).state_dict)
 
 
 def default_engine() -> Engine:
     """The real functions. Imports torch and fvcore, so call it once the study file is known to be good."""
     from gcsearch.model.cost import measure
     from gcsearch.model.resnet import build_model
-    from gcsearch.model.weights import weights_bytes
+    from gcsearch.model.weights import load_shared, read_weights, weights_bytes
     from gcsearch.training.device import free_memory, warm_up
     from gcsearch.training.loop import seed_everything, train_candidate
 
     return Engine(build=build_model, measure=measure, train=train_candidate, seed=seed_everything, warm_up=warm_up,
-                  free_memory=free_memory, weights=weights_bytes)
+                  free_memory=free_memory, weights=weights_bytes, load_start=load_shared,
+                  read_state=lambda content: read_weights(content, "the start's weights").state_dict)

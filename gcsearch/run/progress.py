@@ -86,6 +86,14 @@ class Reporter:
     def waiting(self, counts: Counts, running: list[FrozenTrial], best: list[Best]) -> None: ...
     def note(self, message: str) -> None: ...
 
+    def start_training(self, seed: int, epochs: int) -> None:
+        """The paired design: this worker trains the start of `seed` (block-less, from scratch) first."""
+        self.note(f"seed {seed}: training its start (the block-less network, {epochs} epochs from scratch; every "
+                  "candidate of this seed fine-tunes from it)")
+
+    def start_ready(self, seed: int, accuracy: float, seconds: float) -> None:
+        self.note(f"seed {seed}: start trained, {accuracy:.2f}% in {seconds:.1f} s")
+
 
 def best_candidates(trials: list[FrozenTrial], spec: StudySpec, limit: int = 5) -> list[Best]:
     """The front so far (accuracy up, every cost down), over candidates averaged across their repeats.

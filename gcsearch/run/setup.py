@@ -112,6 +112,9 @@ def prepare(options: RunOptions, *, engine: Engine | None = None, train: bool = 
     artifacts = artifact_location(options.storage, options.artifacts)
     if artifacts is not None:
         open_store(artifacts)  # a folder that cannot be made fails now, not after the first trial's training
+    elif spec.proxy.paired:
+        raise InputError("--artifacts: [proxy] start = \"baseline\" keeps each seed's start in the artifact store; "
+                         "give a folder with --artifacts (one that every machine of the study sees), not none")
     meta = {**spec.metadata(input_size, data.num_classes),
             Meta.ARTIFACTS: str(artifacts.resolve()) if artifacts else None}
     with quiet_optuna(), storage_errors(options.storage):

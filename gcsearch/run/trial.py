@@ -13,14 +13,11 @@ Building, measuring and training go through `run.engine`; the rest is bookkeepin
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import platform
-import threading
 import time
 import traceback
-from collections.abc import Iterator
 from typing import Any
 
 import optuna
@@ -38,13 +35,16 @@ from gcsearch.contract import (
     point_of,
 )
 from gcsearch.errors import RuntimeFailure
+from gcsearch.run.heartbeat import heartbeat
 from gcsearch.run.progress import Reporter, TrialOutcome
 from gcsearch.run.setup import Run
 from gcsearch.run.signals import sigint_ignored
+from gcsearch.run.start import Start, StartDiverged, obtain_start
 from gcsearch.space import ArchSpec
 from gcsearch.storage.artifacts import keep_weights
 from gcsearch.storage.writer import describe_error
 from gcsearch.study.lifecycle import point_attrs
+from gcsearch.training.config import finetune_seed
 
 
 def run_trial(run: Run, trial: optuna.Trial, reporter: Reporter) -> TrialOutcome:
@@ -66,27 +66,6 @@ def run_trial(run: Run, trial: optuna.Trial, reporter: Reporter) -> TrialOutcome
             outcome.seconds = time.perf_counter() - started
             outcome.overhead_s = outcome.seconds - timing["train_s"]
     return outcome
-
-
-@contextlib.contextmanager
-def heartbeat(storage: optuna.storages.RDBStorage, trial_id: int, interval: float) -> Iterator[None]:
-    """Write the running trial's heartbeat every `interval` seconds from a daemon thread while the body runs."""
-    stop = threading.Event()
-
-    def beat() -> None:
-        while not stop.wait(interval):
-            try:
-                storage.record_heartbeat(trial_id)
-            except Exception:  # noqa: BLE001 - a missed beat is harmless; the next one may get through
-                pass
-
-    thread = threading.Thread(target=beat, daemon=True, name=f"heartbeat-{trial_id}")
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(timeout=5)
 
 
 def _attempt(run: Run, trial: optuna.Trial, reporter: Reporter, outcome: TrialOutcome,
@@ -111,9 +90,10 @@ def _attempt(run: Run, trial: optuna.Trial, reporter: Reporter, outcome: TrialOu
         if violated:
             raise _Prune(0, violated)
         _warm_up(run)
-        reporter.trial_started(trial.number, outcome.label, repeat, run.spec.proxy.epochs)
+        start = _start_of(run, trial, spec, seed, reporter)
+        reporter.trial_started(trial.number, outcome.label, repeat, math.ceil(run.spec.proxy.trial_epochs))
         train_started = time.perf_counter()
-        result, model = _train(run, trial, spec, seed, costs, reporter)
+        result, model = _train(run, trial, spec, seed, costs, reporter, start)
         timing["train_s"] = time.perf_counter() - train_started
         values = [float(result.accuracy), *(float(costs[name]) for name in run.spec.objectives[1:])]
         if not all(math.isfinite(v) for v in values):
@@ -255,10 +235,27 @@ def _warm_up(run: Run) -> None:
         run.warmed_up = True
 
 
+def _start_of(run: Run, trial: optuna.Trial, spec: ArchSpec, seed: int, reporter: Reporter) -> Start | None:
+    """The paired design: the trained start of the trial's seed (loaded, or trained first), recorded on the
+    trial. None when candidates train from scratch."""
+    if not run.spec.proxy.paired:
+        return None
+    try:
+        start = obtain_start(run, spec, seed, reporter)
+    except StartDiverged as exc:
+        raise _Diverged(str(exc).removeprefix(f"{DIVERGED}: ")) from None
+    trial.set_user_attr(Attr.START, start.record())
+    return start
+
+
 def _train(run: Run, trial: optuna.Trial, spec: ArchSpec, seed: int, costs: dict[str, float],
-           reporter: Reporter) -> Any:
-    run.engine.seed(seed)  # the initial weights repeat too
+           reporter: Reporter, start: Start | None = None) -> Any:
+    run.engine.seed(seed)  # the initial weights repeat too (a candidate's own new layers, from a start)
     model = run.engine.build(spec, num_classes=run.data.num_classes, in_chans=run.data.in_chans)
+    proxy, epochs, train_seed = run.spec.proxy, None, seed
+    if start is not None:  # every layer the start has, from it; the fine-tune's data order is the seed's
+        run.engine.load_start(model, start.state_dict)
+        proxy, epochs, train_seed = proxy.finetune_proxy(), proxy.finetune_epochs, finetune_seed(seed)
     accuracies: list[float] = []
     cost_objectives = {name: costs[name] for name in run.spec.objectives[1:]}
 
@@ -271,8 +268,8 @@ def _train(run: Run, trial: optuna.Trial, spec: ArchSpec, seed: int, costs: dict
         if reason:
             raise _Prune(epoch, reason)
 
-    result = run.engine.train(model, run.data, run.spec.proxy, seed=seed, device=run.device, on_epoch=on_epoch,
-                              on_step=reporter.step)
+    result = run.engine.train(model, run.data, proxy, seed=train_seed, device=run.device, epochs=epochs,
+                              on_epoch=on_epoch, on_step=reporter.step)
     return result, model
 
 

@@ -1,0 +1,193 @@
+"""The paired design's starts: for each seed, the block-less network trained once from scratch, from which every
+candidate of that seed fine-tunes (`[proxy] start = "baseline"`, see `training/config.py`).
+
+A start is an ordinary Optuna trial of the study `gcsearch-starts` in the same storage, keyed by what makes it
+(the block-less backbone, classes and channels, the proxy it is trained with, the seed), so every study in the
+storage with the same backbone, proxy and seed shares it, and its weights are kept in the artifact store like
+any trial's. Workers on any machine agree through the database:
+
+- under a storage-wide lock named after the key, a worker finds the start COMPLETE (it loads it), RUNNING
+  (it waits, polling; should the trainer's heartbeat stop, Optuna fails that trial and the next worker to look
+  trains it), or absent (it creates the trial, RUNNING with a heartbeat, and trains it after the lock is
+  released). So a start is trained by one worker at a time and never twice once it exists;
+- a start interrupted by Ctrl-C or SIGTERM is recorded as failed, and the next worker that needs it trains it;
+- a start whose loss diverged would diverge again: every candidate of its seed fails as diverged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from gcsearch.contract import (
+    DIVERGED,
+    ERROR,
+    INTERRUPTED,
+    STARTS_KIND,
+    STARTS_STUDY,
+    STUDY_META,
+    Attr,
+    fail_reason,
+    is_final_failure,
+)
+from gcsearch.run.heartbeat import heartbeat
+from gcsearch.run.progress import Reporter
+from gcsearch.run.setup import Run
+from gcsearch.run.signals import sigint_ignored
+from gcsearch.space import ArchSpec
+from gcsearch.storage.artifacts import keep_weights, trial_weights
+from gcsearch.storage.writer import exclusive
+
+
+class StartDiverged(RuntimeError):
+    """The start of a seed diverged; its message is the candidate's fail reason ("diverged: ...")."""
+
+
+@dataclass(frozen=True)
+class Start:
+    """A trained start: where it is stored, how good it is, its weights."""
+
+    trial: int  # its number in the starts study
+    seed: int
+    accuracy: float
+    sha256: str
+    state_dict: Any  # dict[str, torch.Tensor]
+    trained_here: bool  # this worker trained it (rather than loading it)
+
+    def record(self) -> dict[str, Any]:
+        """What a candidate's trial keeps of its start (`Attr.START`)."""
+        return {"study": STARTS_STUDY, "trial": self.trial, "seed": self.seed, "accuracy": self.accuracy,
+                "sha256": self.sha256}
+
+
+def baseline_of(spec: ArchSpec) -> ArchSpec:
+    """The block-less network of `spec`'s backbone: what its start is."""
+    return ArchSpec(backbone=spec.backbone, width=spec.width, depth=spec.depth, block="none")
+
+
+def start_key(run: Run, spec: ArchSpec, seed: int) -> str:
+    """The start's identity: equal for every study whose candidates can share it."""
+    what = {"spec": baseline_of(spec).key, "classes": run.data.num_classes, "channels": run.data.in_chans,
+            "proxy": run.spec.proxy.start_proxy().fingerprint(), "seed": seed}
+    return hashlib.sha1(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def obtain_start(run: Run, spec: ArchSpec, seed: int, reporter: Reporter) -> Start:
+    """The start of `seed` for `spec`'s backbone: loaded when it exists, else trained here or waited for."""
+    study = _starts_study(run.storage)
+    key = start_key(run, spec, seed)
+    waited = False
+    while True:
+        with exclusive(run.storage, f"gcsearch: start {key}"):
+            mine = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get(Attr.START_KEY) == key]
+            done = [t for t in mine if t.state == TrialState.COMPLETE]
+            if done:
+                return _load(run, done[0], seed)
+            failed = [t for t in mine if is_final_failure(t)]
+            if failed:
+                raise StartDiverged(fail_reason(DIVERGED, f"the start of seed {seed} diverged (trial "
+                                                          f"{failed[0].number} of {STARTS_STUDY})"))
+            running = [t for t in mine if t.state == TrialState.RUNNING]
+            trial = None if running else _claim(study, key, seed)
+        if trial is not None:
+            return _train(run, study, trial, spec, seed, reporter)
+        if not waited:
+            reporter.note(f"seed {seed}: waiting for another worker to train its start (trial "
+                          f"{running[0].number} of {STARTS_STUDY})")
+            waited = True
+        time.sleep(run.options.poll_s)
+        optuna.storages.fail_stale_trials(study)  # a trainer that died: its trial fails, the next look trains
+
+
+def _starts_study(storage: optuna.storages.BaseStorage) -> optuna.Study:
+    try:
+        study = optuna.create_study(study_name=STARTS_STUDY, storage=storage, direction="maximize")
+    except optuna.exceptions.DuplicatedStudyError:
+        return optuna.load_study(study_name=STARTS_STUDY, storage=storage)
+    study.set_user_attr(STUDY_META, {"kind": STARTS_KIND, "description": "the trained starts of paired studies: "
+                                     "one block-less network per backbone, proxy and seed"})
+    return study
+
+
+def _claim(study: optuna.Study, key: str, seed: int) -> optuna.Trial:
+    """A RUNNING trial for the start, with its first heartbeat written (inside the caller's lock)."""
+    storage = study._storage
+    for waiting in storage.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.WAITING,)):
+        # A copy that Optuna queued when an earlier trainer's heartbeat stopped.
+        if waiting.user_attrs.get(Attr.START_KEY) == key:
+            storage.record_heartbeat(waiting._trial_id)
+            if storage.set_trial_state_values(waiting._trial_id, state=TrialState.RUNNING):
+                return optuna.Trial(study, waiting._trial_id)
+    with sigint_ignored():
+        trial = study.ask()
+        storage.record_heartbeat(trial._trial_id)
+        trial.set_user_attr(Attr.START_KEY, key)
+        trial.set_user_attr(Attr.SEED, seed)
+    return trial
+
+
+def _train(run: Run, study: optuna.Study, trial: optuna.Trial, spec: ArchSpec, seed: int,
+           reporter: Reporter) -> Start:
+    from gcsearch.run.trial import cpu_threads, versions
+
+    baseline = baseline_of(spec)
+    proxy = run.spec.proxy.start_proxy()
+    reporter.start_training(seed, proxy.epochs)
+    with heartbeat(run.storage, trial._trial_id, run.options.heartbeat):
+        try:
+            run.engine.seed(seed)
+            model = run.engine.build(baseline, num_classes=run.data.num_classes, in_chans=run.data.in_chans)
+            result = run.engine.train(model, run.data, proxy, seed=seed, device=run.device,
+                                      on_step=reporter.step)
+            info = {"study": STARTS_STUDY, "trial": trial.number, "image_size": run.data.image_size,
+                    "mean": list(run.data.mean), "std": list(run.data.std), "dataset": run.data.name}
+            content = run.engine.weights(model, baseline, num_classes=run.data.num_classes,
+                                         in_chans=run.data.in_chans, info=info)
+            kept = keep_weights(run.artifacts, trial, content)
+            for name, value in {Attr.SPEC: baseline.to_dict(), Attr.KEY: baseline.key,
+                                Attr.LABEL: f"start of seed {seed}", Attr.DEVICE: run.device_name,
+                                Attr.THREADS: cpu_threads(), Attr.VERSIONS: versions(),
+                                Attr.ACCURACY: float(result.accuracy),
+                                Attr.ACCURACIES: [float(a) for a in result.accuracies],
+                                Attr.TRAIN_SECONDS: float(result.train_seconds), Attr.EPOCHS: int(result.epochs),
+                                Attr.WEIGHTS: kept}.items():
+                trial.set_user_attr(name, value)
+            study.tell(trial, float(result.accuracy))
+        except KeyboardInterrupt:
+            _fail(study, trial, fail_reason(INTERRUPTED))
+            raise
+        except Exception as exc:
+            from gcsearch.training.loop import Diverged
+
+            detail = str(exc).strip().splitlines()[0][:500] if str(exc).strip() else type(exc).__name__
+            if isinstance(exc, Diverged):
+                _fail(study, trial, str(exc))
+                raise StartDiverged(fail_reason(DIVERGED, f"the start of seed {seed} diverged ({detail})")) from None
+            _fail(study, trial, fail_reason(ERROR, f"{type(exc).__name__}: {detail}"))
+            raise
+    reporter.start_ready(seed, float(result.accuracy), float(result.train_seconds))
+    state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
+    return Start(trial=trial.number, seed=seed, accuracy=float(result.accuracy), sha256=kept["sha256"],
+                 state_dict=state, trained_here=True)
+
+
+def _fail(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
+    with sigint_ignored():
+        try:
+            trial.set_user_attr(Attr.FAIL_REASON, reason)
+            study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+        except Exception:  # noqa: BLE001 - the storage may be what failed; the heartbeat tells the next worker
+            pass
+
+
+def _load(run: Run, trial: optuna.trial.FrozenTrial, seed: int) -> Start:
+    content, _ = trial_weights(trial.user_attrs, trial.number)
+    state = run.engine.read_state(content)
+    return Start(trial=trial.number, seed=seed, accuracy=float(trial.user_attrs.get(Attr.ACCURACY, float("nan"))),
+                 sha256=str(trial.user_attrs[Attr.WEIGHTS].get("sha256", "")), state_dict=state, trained_here=False)
