@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from gcsearch.report.labels import format_value
-from gcsearch.report.rows import Row, mean, mean_std, set_deltas
+from gcsearch.report.rows import Row, mean, mean_std, seed_means, set_deltas
 from gcsearch.space.spec import SPEC_FIELDS
 from gcsearch.space.vocabulary import (
     BACKBONES,
@@ -109,7 +109,8 @@ def _pool(members: Sequence[Row], key: str) -> Row:
               block_params=mean(m.block_params for m in members),
               train_seconds=mean(m.train_seconds for m in members),
               feasible=all(m.feasible for m in members), violated=sorted({v for m in members for v in m.violated}),
-              rank=min(ranks) if ranks else None, pareto=any(m.pareto for m in members), accuracies=accuracies)
+              rank=min(ranks) if ranks else None, pareto=any(m.pareto for m in members), accuracies=accuracies,
+              by_seed=seed_means((seed, value) for m in members for seed, value in m.by_seed.items()))
     return row
 
 

@@ -29,7 +29,18 @@ from gcsearch.contract import OBJECTIVES, Attr, Meta, Objective, objective_names
 from gcsearch.errors import InputError
 from gcsearch.pareto import hypervolume, nondominated_ranks
 from gcsearch.report.ablation import ablation_rows, varying_dimension
-from gcsearch.report.noise import WITHIN, Noise, compare, holm_verdicts, pooled_noise
+from gcsearch.report.noise import (
+    WITHIN,
+    Comparison,
+    Noise,
+    PairedNoise,
+    compare,
+    compare_paired,
+    holm_verdicts,
+    paired_differences,
+    paired_noise,
+    pooled_noise,
+)
 from gcsearch.report.rows import (
     REPORT_KEYS,
     Row,
@@ -83,6 +94,13 @@ class Report:
     points: list[TrialPoint]
     devices: dict[str, int]
     noise: Noise  # the study's seed noise, pooled over every candidate with repeats
+    paired: PairedNoise | None = None  # the paired design's pooled paired noise (None: independent seeds)
+    starts: dict[int, float] | None = None  # the paired design: each seed's start accuracy
+
+    @property
+    def design(self) -> str:
+        """"paired" (candidates fine-tuned from each seed's trained start) or "independent" (from scratch)."""
+        return "paired" if self.paired is not None else "independent"
 
     @property
     def meta(self) -> dict[str, Any]:
@@ -119,7 +137,13 @@ class Report:
             "noise": {"std": self.noise.std, "df": self.noise.df, "candidates": self.noise.groups,
                       "baseline_seeds": self.baseline.n if self.baseline else 0,
                       "interval": "95% Student t on the pooled seed std", "correction": "Holm"},
-        }
+        } | ({} if self.paired is None else {"noise": {
+            "design": "paired", "std": self.paired.std, "df": self.paired.df, "rows": self.paired.rows,
+            "seeds": self.paired.seeds, "left_out": self.paired.left_out,
+            "baseline_seeds": self.baseline.n if self.baseline else 0,
+            "interval": "95% Student t on the paired differences to the control of the same seed; std: the "
+                        "larger of the pooled one (candidates x seeds, seeds as blocks) and the candidate's own",
+            "correction": "Holm", "starts": {str(k): v for k, v in (self.starts or {}).items()}}})
 
 
 # -- entry points -------------------------------------------------------------------------------------
@@ -156,7 +180,8 @@ def build_report(data: StudyData, objectives: Sequence[str] | str | None = None,
     for row in rows:
         set_deltas(row, baseline)
     noise = pooled_noise([r.accuracies for r in rows])
-    judge(rows, baseline, noise)
+    paired = _paired_prior(rows, baseline) if proxy_settings(meta).get("start") == "baseline" else None
+    judge(rows, baseline, noise, paired)
 
     ranked = [r for r in rows if r.feasible and all(finite(r.metric(m.name)) for m in metrics)]
     loss = np.array([[m.sign * m.shown(r.metric(m.name)) for m in metrics] for r in ranked], dtype=float)
@@ -164,7 +189,7 @@ def build_report(data: StudyData, objectives: Sequence[str] | str | None = None,
         row.rank = int(rank)
         row.pareto = bool(rank == 1)
     front = sorted((r for r in ranked if r.pareto), key=lambda r: _front_order(r, metrics))
-    mark_ties(front, noise)
+    mark_ties(front, noise, paired)
     ref = reference_point(loss, metrics, reference)
     front_loss = np.array([[m.sign * m.shown(r.metric(m.name)) for m in metrics] for r in front], dtype=float)
     hv = front_hypervolume(front_loss, np.array([m.sign * ref[m.name] for m in metrics])) if front else None
@@ -176,7 +201,7 @@ def build_report(data: StudyData, objectives: Sequence[str] | str | None = None,
         dim = varying_dimension(rows)
     if dim is not None:
         view, shown = "ablation", ablation_rows(rows, dim, baseline)
-        judge(shown, baseline, noise)
+        judge(shown, baseline, noise, paired)
     elif show_all:
         view, shown = "all", list(rows)
     else:
@@ -193,31 +218,68 @@ def build_report(data: StudyData, objectives: Sequence[str] | str | None = None,
     return Report(study=data.name, storage=data.storage, summary=data.summary, objectives=metrics, rows=shown,
                   candidates=rows, front=front, hypervolume=hv, reference=ref, reference_rule=rule,
                   baseline=baseline, view=view, by=dim, points=points, devices=dict(devices.most_common()),
-                  noise=noise)
+                  noise=noise, paired=paired, starts=_starts(complete) if paired is not None else None)
 
 
 # -- noise -----------------------------------------------------------------------------------------------
-def judge(rows: Sequence[Row], baseline: Row | None, noise: Noise) -> None:
-    """Each row's accuracy delta gets its 95% interval and a verdict, Holm-corrected over the rows judged."""
+def judge(rows: Sequence[Row], baseline: Row | None, noise: Noise, paired: PairedNoise | None = None) -> None:
+    """Each row's accuracy delta gets its 95% interval and a verdict, Holm-corrected over the rows judged.
+
+    Paired design: the delta is the mean over seeds of (row - baseline of the same seed), on the moderated
+    paired variance; seeds the baseline lacks are left out."""
     judged = [r for r in rows if not r.baseline and r.accuracies]
     if baseline is None or not baseline.accuracies or not judged:
         return
-    verdicts = holm_verdicts([compare(r.accuracies, baseline.accuracies, noise) for r in judged])
-    for row, verdict in zip(judged, verdicts, strict=True):
+    if paired is None:
+        comparisons = [compare(r.accuracies, baseline.accuracies, noise) for r in judged]
+    else:
+        comparisons = [_compare_paired(r, baseline, paired) for r in judged]
+    for row, verdict in zip(judged, holm_verdicts(comparisons), strict=True):
         row.delta_accuracy_low, row.delta_accuracy_high, row.verdict = verdict.low, verdict.high, verdict.verdict
+        if paired is not None and verdict.p is not None:
+            row.delta_accuracy = verdict.delta
 
 
-def mark_ties(front: Sequence[Row], noise: Noise) -> None:
-    """Front members that no verdict separates from the front's most accurate one are tied with it."""
+def mark_ties(front: Sequence[Row], noise: Noise, paired: PairedNoise | None = None) -> None:
+    """Front members that no verdict separates from the front's most accurate one are tied with it (paired
+    design: per seed, on the same moderated variance as the verdicts)."""
     scored = [r for r in front if r.accuracies]
-    if len(scored) < 2 or noise.std is None:
+    if len(scored) < 2 or (noise.std is None if paired is None else paired.std is None):
         return
     best = max(scored, key=lambda r: r.accuracy or 0.0)
     others = [r for r in scored if r is not best]
-    verdicts = holm_verdicts([compare(r.accuracies, best.accuracies, noise) for r in others])
-    for row, verdict in zip(others, verdicts, strict=True):
+    if paired is None:
+        comparisons = [compare(r.accuracies, best.accuracies, noise) for r in others]
+    else:
+        comparisons = [_compare_paired(r, best, paired) for r in others]
+    for row, verdict in zip(others, holm_verdicts(comparisons), strict=True):
         row.tied = verdict.verdict == WITHIN
     best.tied = any(r.tied for r in others)
+
+
+def _paired_prior(rows: Sequence[Row], baseline: Row | None) -> PairedNoise:
+    """The study's pooled paired noise: candidates x seeds, the baseline (the control) one of the rows."""
+    if baseline is None:
+        return paired_noise([], {})
+    return paired_noise([r.by_seed for r in rows if not r.baseline], baseline.by_seed)
+
+
+def _compare_paired(row: Row, reference: Row, paired: PairedNoise) -> Comparison:
+    differences = paired_differences(row.by_seed, reference.by_seed)
+    if not differences:
+        return Comparison(delta=row.accuracy - reference.accuracy if row.accuracy is not None
+                          and reference.accuracy is not None else 0.0, low=None, high=None, p=None)
+    return compare_paired(differences, paired)
+
+
+def _starts(trials: Sequence[Any]) -> dict[int, float]:
+    """Each seed's start accuracy, as the trials that fine-tuned from it recorded it."""
+    out: dict[int, float] = {}
+    for t in trials:
+        start = t.user_attrs.get(Attr.START)
+        if isinstance(start, dict) and isinstance(start.get("seed"), int) and start.get("accuracy") is not None:
+            out[start["seed"]] = float(start["accuracy"])
+    return dict(sorted(out.items()))
 
 
 def parse_objectives(objectives: Sequence[str] | str | None, meta: dict[str, Any]) -> list[Objective]:

@@ -144,6 +144,8 @@ def delta_text(row: Row) -> str:
 
 def noise_line(report: Report) -> str:
     """What the verdicts rest on: the seed noise, its source, the interval and the correction."""
+    if report.paired is not None:
+        return paired_noise_line(report)
     noise = report.noise
     if noise.std is None:
         return ("seed noise unknown: no candidate has two finished seeds yet, so no verdict can be given (grids "
@@ -152,6 +154,30 @@ def noise_line(report: Report) -> str:
     judged = sum(1 for r in report.candidates if r.verdict is not None)
     return (f"seed noise ±{noise.std:.2f} pts (std pooled over {plural(noise.groups, 'candidate')} with repeats, "
             f"{noise.df} df{seeds}); Δacc: 95% interval; verdicts Holm-corrected over {plural(judged, 'candidate')}")
+
+
+def paired_noise_line(report: Report) -> str:
+    """The paired design's noise: differences to the control of the same seed, pooled over seeds as blocks."""
+    noise = report.paired
+    judged = sum(1 for r in report.candidates if r.verdict is not None)
+    if noise.std is None:
+        return ("paired noise unknown: no candidate shares two seeds with the baseline yet, so no verdict can be "
+                "given (give [budget] repeats = 2 or more)")
+    left = f", {plural(noise.left_out, 'noisier candidate')} left out" if noise.left_out else ""
+    return (f"paired design: Δacc = mean over seeds of (candidate - baseline of the same start); paired noise "
+            f"±{noise.std:.2f} pts (pooled over {noise.rows} rows x {plural(noise.seeds, 'seed')}, {noise.df} df"
+            f"{left}; a candidate noisier than that keeps its own); 95% interval; verdicts Holm-corrected over "
+            f"{plural(judged, 'candidate')}")
+
+
+def starts_line(report: Report) -> str:
+    """What the paired candidates fine-tuned from: each seed's trained start and the fine-tune's budget."""
+    p = report.proxy
+    starts = ", ".join(f"seed {seed} {accuracy:.2f}%" for seed, accuracy in (report.starts or {}).items())
+    starts = starts or "none recorded"
+    return (f"starts: the block-less network trained {p.get('epochs')} epochs from scratch per seed ({starts}); "
+            f"every candidate, the baseline included, fine-tuned from its seed's start for "
+            f"{p.get('finetune_epochs')} epochs at lr {p.get('finetune_lr')}")
 
 
 def front_marker(row: Row) -> str:
@@ -219,6 +245,8 @@ def header_lines(report: Report) -> list[str]:
                      f"{(b.params or 0) / 1e6:.3f} M params, trials {trials_text(b)}")
     else:
         lines.append("baseline: no finished trial with block none, so no deltas")
+    if report.paired is not None:
+        lines.append(starts_line(report))
     if report.baseline is not None:
         lines.append(noise_line(report))
     if any(r.tied for r in report.front):

@@ -24,7 +24,7 @@ from gcsearch.storage.records import TrialRecord
 # Only these user attributes are read for a report: the big per-epoch lists and version dicts are left out.
 REPORT_KEYS = (Attr.SPEC, Attr.KEY, Attr.LABEL, Attr.FLOPS, Attr.PARAMS, Attr.BLOCK_FLOPS, Attr.BLOCK_PARAMS,
                Attr.LATENCY_MS, Attr.ACCURACY, Attr.TRAIN_SECONDS, Attr.EPOCHS, Attr.SEED, Attr.REPEAT, Attr.DEVICE,
-               Attr.REUSED_FROM)
+               Attr.REUSED_FROM, Attr.START)
 
 
 @dataclass
@@ -63,6 +63,7 @@ class Row:
     value: Any = None  # ablation view: the dimension's value
     value_order: int = 0
     accuracies: list[float] = field(default_factory=list, repr=False)  # the counted trials' accuracies
+    by_seed: dict[int, float] = field(default_factory=dict, repr=False)  # mean accuracy per seed (paired design)
 
     @property
     def first_trial(self) -> int:
@@ -164,6 +165,8 @@ def candidate_rows(trials: Iterable[TrialRecord], objective_index: dict[str, int
                   trials=[t.number for t in counted], reused=sorted(reused), n=len(counted))
         accuracies = [v for v in (trial_metric(t, "accuracy", objective_index) for t in counted) if v is not None]
         row.accuracies = accuracies
+        row.by_seed = seed_means((t.user_attrs.get(Attr.SEED), trial_metric(t, "accuracy", objective_index))
+                                 for t in counted)
         row.accuracy, row.accuracy_std = mean_std(accuracies)
         row.flops = mean(trial_metric(t, "flops", objective_index) for t in counted)
         row.params = mean(trial_metric(t, "params", objective_index) for t in counted)
@@ -177,6 +180,15 @@ def candidate_rows(trials: Iterable[TrialRecord], objective_index: dict[str, int
         rows.append(row)
     rows.sort(key=lambda r: r.first_trial)
     return rows
+
+
+def seed_means(pairs: Iterable[tuple[Any, float | None]]) -> dict[int, float]:
+    """Mean accuracy per seed over (seed, accuracy) pairs; pairs without an integer seed or a value are skipped."""
+    values: dict[int, list[float]] = {}
+    for seed, value in pairs:
+        if isinstance(seed, int) and not isinstance(seed, bool) and value is not None:
+            values.setdefault(seed, []).append(value)
+    return {seed: sum(v) / len(v) for seed, v in sorted(values.items())}
 
 
 def pick_baseline(rows: Sequence[Row], backbone: str | None = None) -> Row | None:
