@@ -78,7 +78,7 @@ class Attr:
 
 
 POINT_ATTRS = (Attr.SPEC, Attr.KEY, Attr.LABEL, Attr.REPEAT)
-GRID_PARAM = "candidate"  # a grid trial's one parameter: the candidate's label
+GRID_PARAM = "candidate"  # the label: the one parameter of grid trials queued before each dimension had its own
 
 # Kinds of failure, the first word of a stored fail reason.
 DIVERGED = "diverged"  # the loss became NaN or infinite: final

@@ -41,9 +41,9 @@ def test_machines_resuming_a_grid_at_once_queue_each_missing_point_once(url: str
     # four would find the same 4 new points missing and queue them four times.
     queue_points = lifecycle.queue_points
 
-    def slow(study: optuna.Study, points: list) -> int:
+    def slow(study: optuna.Study, *points: object) -> int:
         time.sleep(0.5)
-        return queue_points(study, points)
+        return queue_points(study, *points)
 
     monkeypatch.setattr(lifecycle, "queue_points", slow)
     errors: list[BaseException] = []

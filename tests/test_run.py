@@ -53,7 +53,10 @@ def test_a_tiny_grid_runs_end_to_end(tmp_path: Path, db: str, capsys: pytest.Cap
         attrs = t.user_attrs
         assert TRIAL_ATTRS <= set(attrs), TRIAL_ATTRS - set(attrs)
         spec = ArchSpec.from_dict(attrs["spec"])
-        assert spec.key == attrs["key"] and spec.label() == attrs["label"] == t.params["candidate"]
+        assert spec.key == attrs["key"] and spec.label() == attrs["label"]
+        # One parameter per dimension of the space (the baseline has no stages or position).
+        expected = {"stages": ",".join(spec.stages), "position": spec.position} if spec.has_blocks else {}
+        assert t.params == expected
         m = measure(spec, input_size=(3, 16, 16), num_classes=classes)
         assert (attrs["flops"], attrs["params"], attrs["block_flops"]) == (m.flops, m.params, m.block_flops)
         assert attrs["flops"] == base_flops + attrs["block_flops"]

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.distributions import BaseDistribution
 
 from gcsearch.contract import Meta
 from gcsearch.errors import InputError
@@ -23,7 +24,7 @@ from gcsearch.run.engine import Engine, default_engine
 from gcsearch.storage.artifacts import artifact_location, open_store
 from gcsearch.storage.urls import DEFAULT_STORAGE, mask_url
 from gcsearch.storage.writer import DEFAULT_HEARTBEAT, STORAGE_ERRORS, open_storage, storage_failure
-from gcsearch.study.lifecycle import as_created, make_sampler, open_study
+from gcsearch.study.lifecycle import as_created, make_sampler, open_study, trial_distributions
 from gcsearch.study.parse import read_study_file
 from gcsearch.study.pruning import EpochPruner, make_pruner
 from gcsearch.study.spec import StudySpec
@@ -62,6 +63,7 @@ class Run:
     target: int
     seed: int
     engine: Engine
+    distributions: dict[str, BaseDistribution]  # what each parameter is recorded with (study.lifecycle)
     pruner: EpochPruner | None = None
     device_name: str = "cpu"
     warmed_up: bool = False  # whether this process has paid the device's start-up costs (Engine.warm_up)
@@ -123,15 +125,17 @@ def prepare(options: RunOptions, *, engine: Engine | None = None, train: bool = 
         spec = as_created(spec, stored)
         target = spec.target(options.trials)
         # A resumed random or TPE sampler must not replay the proposals of the first run.
-        existing = len(study.get_trials(deepcopy=False))
+        trials = study.get_trials(deepcopy=False)
+        existing = len(trials)
+        distributions = trial_distributions(spec, trials)
         if existing and not spec.is_grid:
             study.sampler = make_sampler(spec, sampler_seed + 104729 * existing, target)
     device_name = str(device)
     if device.type == "cuda":
         device_name = f"{device} {torch.cuda.get_device_name(device)}"
     run = Run(options=options, spec=spec, storage=storage, study=study, meta=stored, data=data, device=device,
-              target=target, seed=spec.seed, engine=engine or default_engine(), pruner=pruner,
-              device_name=device_name, artifacts=artifacts)
+              target=target, seed=spec.seed, engine=engine or default_engine(), distributions=distributions,
+              pruner=pruner, device_name=device_name, artifacts=artifacts)
     return run, queued
 
 

@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from gcsearch.contract import (
@@ -38,13 +39,14 @@ from gcsearch.contract import (
     point_of,
 )
 from gcsearch.errors import RuntimeFailure
+from gcsearch.run.optuna_access import queued_params, requeue_params, stored_trial, trial_id
 from gcsearch.run.progress import Reporter, TrialOutcome
 from gcsearch.run.setup import Run
 from gcsearch.run.signals import sigint_ignored
 from gcsearch.space import ArchSpec
 from gcsearch.storage.artifacts import keep_weights
 from gcsearch.storage.writer import describe_error
-from gcsearch.study.lifecycle import point_attrs
+from gcsearch.study.lifecycle import contains, point_attrs
 
 
 def run_trial(run: Run, trial: optuna.Trial, reporter: Reporter) -> TrialOutcome:
@@ -52,7 +54,7 @@ def run_trial(run: Run, trial: optuna.Trial, reporter: Reporter) -> TrialOutcome
     started = time.perf_counter()
     outcome = TrialOutcome(number=trial.number, state="FAIL")
     timing = {"train_s": 0.0}
-    with heartbeat(run.storage, trial._trial_id, run.options.heartbeat):
+    with heartbeat(run.storage, trial_id(trial), run.options.heartbeat):
         try:
             _attempt(run, trial, reporter, outcome, timing)
         except KeyboardInterrupt:
@@ -172,21 +174,30 @@ def _fail_reason(exc: BaseException) -> str:
 
 
 def _candidate_of(run: Run, trial: optuna.Trial) -> tuple[ArchSpec, int, dict[str, Any], bool]:
-    """The trial's candidate, repeat and sampler values; `fresh` when the sampler just proposed it."""
+    """The trial's candidate, repeat and sampler values; `fresh` when the sampler just proposed it.
+
+    Each value is recorded with the distribution the study already records its parameter with
+    (`run.distributions`), so the points of an extended grid record as its first ones did.
+    """
     attrs = trial.user_attrs
-    distributions = run.spec.distributions()
     if Attr.SPEC in attrs:  # a queued trial: a grid point, a repeat, or a retry
         spec = ArchSpec.from_dict(attrs[Attr.SPEC])
         params: dict[str, Any] = {}
-        frozen = run.study._storage.get_trial(trial._trial_id)
-        fixed = {**(frozen.system_attrs.get("fixed_params") or {}), **frozen.params}
-        for name, dist in distributions.items():
-            value = fixed.get(name)
-            if value is not None and value in dist.choices:
-                params[name] = trial.suggest_categorical(name, dist.choices)
+        for name, value in queued_params(stored_trial(run.study, trial)).items():
+            dist = run.distributions.get(name)
+            if dist is not None and contains(dist, value):
+                params[name] = _suggest(trial, name, dist)
         return spec, int(attrs.get(Attr.REPEAT, 0)), params, False
-    params = {name: trial.suggest_categorical(name, dist.choices) for name, dist in distributions.items()}
+    params = {name: _suggest(trial, name, run.distributions[name]) for name in run.spec.space}
     return run.spec.spec_from_params(params), 0, params, True
+
+
+def _suggest(trial: optuna.Trial, name: str, dist: BaseDistribution) -> Any:
+    if isinstance(dist, IntDistribution):
+        return trial.suggest_int(name, dist.low, dist.high, step=dist.step, log=dist.log)
+    if isinstance(dist, CategoricalDistribution):
+        return trial.suggest_categorical(name, dist.choices)
+    raise TypeError(f"parameter {name!r}: no suggestion for {dist}")
 
 
 def _finished_trial_of(run: Run, key: str, repeat: int, number: int) -> FrozenTrial | None:
@@ -306,13 +317,12 @@ def _record_interrupted(run: Run, trial: optuna.Trial) -> None:
     """Mark the trial FAIL ("interrupted") and queue it again, so the next run picks it up first."""
     with sigint_ignored():
         try:
-            frozen = run.storage.get_trial(trial._trial_id)
+            frozen = stored_trial(run.study, trial)
             trial.set_user_attr(Attr.FAIL_REASON, fail_reason(INTERRUPTED))
             run.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
             if Attr.SPEC in frozen.user_attrs:
-                fixed = frozen.system_attrs.get("fixed_params") or frozen.params
                 keep = {k: frozen.user_attrs[k] for k in POINT_ATTRS if k in frozen.user_attrs}
-                run.study.enqueue_trial(dict(fixed), user_attrs=keep)
+                run.study.enqueue_trial(requeue_params(frozen), user_attrs=keep)
         except Exception:  # noqa: BLE001 - the storage may be what failed; the heartbeat will tell the next run
             pass
 

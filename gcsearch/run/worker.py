@@ -20,6 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from gcsearch.contract import FINISHED_STATES, Attr, Counts, count_trials, failure_kind, point_of, taken_points
 from gcsearch.errors import RuntimeFailure
+from gcsearch.run.optuna_access import claim_waiting, record_heartbeat
 from gcsearch.run.progress import Reporter, Summary, best_candidates
 from gcsearch.run.setup import Run, quiet_optuna, storage_errors
 from gcsearch.run.signals import signals_held, sigterm_interrupts
@@ -114,21 +115,12 @@ def claim(run: Run) -> optuna.Trial | None:
     with signals_held():
         trial = _claim(run)
         if trial is not None:
-            run.storage.record_heartbeat(trial._trial_id)
+            record_heartbeat(run.study, trial)
         return trial
 
 
 def _claim(run: Run) -> optuna.Trial | None:
-    storage, study_id = run.study._storage, run.study._study_id
-    for waiting in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,)):
-        try:
-            # The heartbeat first: a worker killed between the two writes must not leave a RUNNING trial
-            # without one (Optuna never takes such a trial for stale, and the next run would wait for it).
-            storage.record_heartbeat(waiting._trial_id)
-            if storage.set_trial_state_values(waiting._trial_id, state=TrialState.RUNNING):
-                return optuna.Trial(run.study, waiting._trial_id)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue
-    if run.spec.is_grid:
-        return None
+    trial = claim_waiting(run.study)
+    if trial is not None or run.spec.is_grid:
+        return trial
     return run.study.ask()

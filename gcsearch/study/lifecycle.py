@@ -12,8 +12,10 @@ from dataclasses import replace
 from typing import Any
 
 import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution
+from optuna.trial import FrozenTrial
 
-from gcsearch.contract import GRID_PARAM, STUDY_META, Attr, Meta, point_of, taken_points
+from gcsearch.contract import STUDY_META, Attr, Meta, point_of, taken_points
 from gcsearch.errors import InputError
 from gcsearch.space import ArchSpec
 from gcsearch.storage.writer import exclusive
@@ -58,7 +60,7 @@ def open_study(spec: StudySpec, storage: optuna.storages.BaseStorage, meta: dict
     except optuna.exceptions.DuplicatedStudyError:
         study = optuna.load_study(study_name=spec.name, **kwargs)
     else:
-        queued = queue_points(study, spec.grid()) if spec.is_grid else 0
+        queued = queue_points(study, spec, spec.grid()) if spec.is_grid else 0
         study.set_user_attr(STUDY_META, meta)
         return study, meta, queued
 
@@ -129,16 +131,78 @@ def check_resumable(spec: StudySpec, stored: dict[str, Any], meta: dict[str, Any
     if check_seed and stored.get(Meta.SEED, meta[Meta.SEED]) != meta[Meta.SEED]:
         raise InputError(f"--seed: {name} was started with seed {stored.get(Meta.SEED)}, not {meta[Meta.SEED]}; "
                          "run it without --seed to resume it")
+    _check_parameters(spec, recorded_distributions(study.get_trials(deepcopy=False)), name, fix)
 
 
-def queue_points(study: optuna.Study, points: list[tuple[Candidate, int]]) -> int:
+def _check_parameters(spec: StudySpec, recorded: dict[str, BaseDistribution], name: str, fix: str) -> None:
+    """Optuna keeps a parameter's distribution (a categorical's choices) from its first trial on, and fails a
+    trial that records it with another. A grid records each point with the distributions already recorded, so
+    its values must lie in them; a sampler proposes from the file's choices, so they must be the recorded ones."""
+    for dim in spec.space:
+        old = recorded.get(dim)
+        if old is None:
+            continue
+        if spec.is_grid:
+            outside = [v for c in spec.candidates() if (v := spec.point_params(c.spec).get(dim)) is not None
+                       and not contains(old, v)]
+            problem = f"{outside[0]!r} is not one of them" if outside else ""
+        else:
+            new = spec.distributions()[dim]
+            problem = "" if compatible(old, new) else f"this file gives {_describe(new)}"
+        if problem:
+            raise InputError(f"{spec.source}:space.{dim}: {name} records {dim} with {_describe(old)} and Optuna "
+                             f"cannot change that once a trial has it; {problem}: {fix}")
+
+
+def _describe(dist: BaseDistribution) -> str:
+    if isinstance(dist, CategoricalDistribution):
+        return "the choices " + ", ".join(str(c) for c in dist.choices)
+    return f"the range {getattr(dist, 'low', '?')}..{getattr(dist, 'high', '?')}"
+
+
+def recorded_distributions(trials: list[FrozenTrial]) -> dict[str, BaseDistribution]:
+    """Each parameter's distribution as a study first recorded it (Optuna checks every later one against it)."""
+    found: dict[str, BaseDistribution] = {}
+    for t in trials:
+        for param, dist in t.distributions.items():
+            found.setdefault(param, dist)
+    return found
+
+
+def contains(dist: BaseDistribution, value: Any) -> bool:
+    """Whether `value` is a value `dist` holds (a categorical's choice, an integer in an int range)."""
+    if isinstance(dist, CategoricalDistribution):
+        return value in dist.choices
+    low, high = getattr(dist, "low", None), getattr(dist, "high", None)
+    return (isinstance(value, (int, float)) and not isinstance(value, bool) and low is not None
+            and high is not None and low <= value <= high)
+
+
+def compatible(old: BaseDistribution, new: BaseDistribution) -> bool:
+    """Whether Optuna lets a trial record `new` for a parameter first recorded with `old`."""
+    if type(old) is not type(new):
+        return False
+    if isinstance(old, CategoricalDistribution):
+        return old.choices == new.choices  # type: ignore[attr-defined]
+    return getattr(old, "log", None) == getattr(new, "log", None)
+
+
+def trial_distributions(spec: StudySpec, trials: list[FrozenTrial]) -> dict[str, BaseDistribution]:
+    """The distribution each parameter is recorded with in this study: the one recorded first, else the spec's.
+
+    A grid extended after its first run records its new points with the distributions its old ones have (and a
+    study made before grids recorded one parameter per dimension keeps recording its `candidate`)."""
+    return {**spec.distributions(), **recorded_distributions(trials)}
+
+
+def queue_points(study: optuna.Study, spec: StudySpec, points: list[tuple[Candidate, int]]) -> int:
     """Queue (candidate, repeat) points as WAITING trials; a worker claims each one exactly once."""
     for cand, repeat in points:
-        study.enqueue_trial({GRID_PARAM: cand.label}, user_attrs=point_attrs(cand, repeat))
+        study.enqueue_trial(spec.point_params(cand.spec), user_attrs=point_attrs(cand, repeat))
     return len(points)
 
 
 def queue_missing(study: optuna.Study, spec: StudySpec) -> int:
     """Queue the grid points that have no queued, running, finished or diverged trial."""
     taken = taken_points(study.get_trials(deepcopy=False))
-    return queue_points(study, [(c, r) for c, r in spec.grid() if (c.key, r) not in taken])
+    return queue_points(study, spec, [(c, r) for c, r in spec.grid() if (c.key, r) not in taken])
