@@ -29,6 +29,7 @@ from gcsearch.contract import OBJECTIVES, Attr, Meta, Objective, objective_names
 from gcsearch.errors import InputError
 from gcsearch.pareto import hypervolume, nondominated_ranks
 from gcsearch.report.ablation import ablation_rows, varying_dimension
+from gcsearch.report.chance import chance_header
 from gcsearch.report.noise import WITHIN, Noise, compare, holm_verdicts, pooled_noise
 from gcsearch.report.rows import (
     REPORT_KEYS,
@@ -47,6 +48,7 @@ from gcsearch.space.spec import SPEC_FIELDS
 from gcsearch.storage.reader import read_study
 from gcsearch.storage.records import StudyData, StudySummary
 from gcsearch.storage.urls import DEFAULT_STORAGE
+from gcsearch.training.chance import Chance, chance_of
 
 REFERENCE_MARGIN = 0.1
 
@@ -83,6 +85,7 @@ class Report:
     points: list[TrialPoint]
     devices: dict[str, int]
     noise: Noise  # the study's seed noise, pooled over every candidate with repeats
+    chance: Chance | None = None  # the proxy's chance level (None: the study does not store its classes)
 
     @property
     def meta(self) -> dict[str, Any]:
@@ -119,6 +122,7 @@ class Report:
             "noise": {"std": self.noise.std, "df": self.noise.df, "candidates": self.noise.groups,
                       "baseline_seeds": self.baseline.n if self.baseline else 0,
                       "interval": "95% Student t on the pooled seed std", "correction": "Holm"},
+            "chance": chance_header(self),
         }
 
 
@@ -193,7 +197,7 @@ def build_report(data: StudyData, objectives: Sequence[str] | str | None = None,
     return Report(study=data.name, storage=data.storage, summary=data.summary, objectives=metrics, rows=shown,
                   candidates=rows, front=front, hypervolume=hv, reference=ref, reference_rule=rule,
                   baseline=baseline, view=view, by=dim, points=points, devices=dict(devices.most_common()),
-                  noise=noise)
+                  noise=noise, chance=chance_of(meta.get(Meta.NUM_CLASSES), proxy_settings(meta).get("val_size")))
 
 
 # -- noise -----------------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from gcsearch.study.lifecycle import as_created, make_sampler, open_study, trial
 from gcsearch.study.parse import read_study_file
 from gcsearch.study.pruning import EpochPruner, make_pruner
 from gcsearch.study.spec import StudySpec
+from gcsearch.training.chance import Chance
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,11 @@ class Run:
     @property
     def where(self) -> str:
         return mask_url(self.options.storage)
+
+    @property
+    def chance(self) -> Chance:
+        """The proxy's chance level: its classes, validated on `val_size` images."""
+        return Chance(self.data.num_classes, self.spec.proxy.val_size)
 
     @property
     def input_size(self) -> tuple[int, int, int]:
