@@ -103,7 +103,7 @@ def _attempt(run: Run, trial: optuna.Trial, reporter: Reporter, outcome: TrialOu
         if source is not None:
             _reuse(run, trial, source, outcome)
             return
-        seed = run.seed + repeat
+        seed = run.spec.seed + repeat
         _set_attrs(trial, {**point_attrs(spec, repeat), Attr.SEED: seed, Attr.DEVICE: run.device_name,
                            Attr.THREADS: cpu_threads(), Attr.VERSIONS: versions()})
         if fresh and run.spec.repeats > 1:

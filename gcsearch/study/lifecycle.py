@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import optuna
@@ -29,8 +29,15 @@ def point_attrs(candidate: Candidate | ArchSpec, repeat: int) -> dict[str, Any]:
     return {Attr.SPEC: spec.to_dict(), Attr.KEY: spec.key, Attr.LABEL: spec.label(), Attr.REPEAT: repeat}
 
 
-def make_sampler(spec: StudySpec, seed: int, target: int) -> optuna.samplers.BaseSampler:
-    """The study file's sampler. A grid study's points are queued trials, so its sampler never proposes."""
+def make_sampler(spec: StudySpec, target: int, *, worker_index: int = 0, existing: int = 0
+                 ) -> optuna.samplers.BaseSampler:
+    """The study file's sampler, seeded from the study's final seed. A grid study's points are queued trials,
+    so its sampler never proposes.
+
+    Each local worker gets its own stream (`worker_index`), and a resumed study that holds `existing` trials
+    another one, so that a random or TPE sampler does not replay the proposals of the first run.
+    """
+    seed = spec.seed + 7919 * worker_index + (104729 * existing if not spec.is_grid else 0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         if spec.sampler == "tpe":
@@ -41,11 +48,26 @@ def make_sampler(spec: StudySpec, seed: int, target: int) -> optuna.samplers.Bas
         return optuna.samplers.RandomSampler(seed=seed)
 
 
+@dataclass
+class OpenedStudy:
+    """A study ready for workers: its final spec, the Optuna study with its sampler, what it records."""
+
+    spec: StudySpec  # the file's, with --seed, then the stored seed and baseline repeats of a resumed study
+    study: optuna.Study
+    meta: dict[str, Any]  # the stored metadata (contract.Meta)
+    queued: int  # grid points this call queued
+    target: int  # finished trials to reach
+    distributions: dict[str, BaseDistribution]  # what each parameter is recorded with
+
+
 def open_study(spec: StudySpec, storage: optuna.storages.BaseStorage, meta: dict[str, Any], *,
-               sampler: optuna.samplers.BaseSampler, pruner: optuna.pruners.BasePruner | None = None,
-               where: str = "", check_seed: bool = True, fill_grid: bool = True
-               ) -> tuple[optuna.Study, dict[str, Any], int]:
-    """Create the study (queueing every grid point) or load it to resume. Returns (study, metadata, queued).
+               trials: int | None = None, worker_index: int = 0, pruner: optuna.pruners.BasePruner | None = None,
+               where: str = "", check_seed: bool = True, fill_grid: bool = True) -> OpenedStudy:
+    """Create the study (queueing every grid point) or load it to resume, and settle what it runs with.
+
+    `spec` is the study file with the command line's settings; `check_seed`: whether its seed was given
+    (--seed), so a resumed study started with another is refused, else the stored seed is the study's.
+    The target (`trials`, else the budget) and the sampler are made once, from the final spec.
 
     Creation is atomic in the database (the study name is unique), so when several workers start at
     once exactly one creates the study and queues the grid; the others wait until it has written the
@@ -54,16 +76,26 @@ def open_study(spec: StudySpec, storage: optuna.storages.BaseStorage, meta: dict
     failed for a reason other than divergence) queued again, unless `fill_grid` is False (a local worker
     whose parent process has just done that).
     """
-    kwargs = {"storage": storage, "sampler": sampler, "pruner": pruner}
     try:
-        study = optuna.create_study(study_name=spec.name, directions=spec.directions, **kwargs)
+        study = optuna.create_study(study_name=spec.name, directions=spec.directions, storage=storage,
+                                    pruner=pruner)
     except optuna.exceptions.DuplicatedStudyError:
-        study = optuna.load_study(study_name=spec.name, **kwargs)
+        study = optuna.load_study(study_name=spec.name, storage=storage, pruner=pruner)
+        spec, stored, queued = _resume(spec, storage, meta, study, where, check_seed, fill_grid)
     else:
         queued = queue_points(study, spec, spec.grid()) if spec.is_grid else 0
         study.set_user_attr(STUDY_META, meta)
-        return study, meta, queued
+        stored = meta
+    trials_now = study.get_trials(deepcopy=False)
+    target = spec.target(trials)
+    study.sampler = make_sampler(spec, target, worker_index=worker_index, existing=len(trials_now))
+    return OpenedStudy(spec=spec, study=study, meta=stored, queued=queued, target=target,
+                       distributions=trial_distributions(spec, trials_now))
 
+
+def _resume(spec: StudySpec, storage: optuna.storages.BaseStorage, meta: dict[str, Any], study: optuna.Study,
+            where: str, check_seed: bool, fill_grid: bool) -> tuple[StudySpec, dict[str, Any], int]:
+    """A study that exists: its creator's metadata, the checks, the spec it was made with, its missing points."""
     stored = _wait_for_meta(study)
     if stored is None:
         if any(point_of(t) is None for t in study.get_trials(deepcopy=False)):
@@ -71,6 +103,8 @@ def open_study(spec: StudySpec, storage: optuna.storages.BaseStorage, meta: dict
                              "and was not made by gcsearch; give the study file another name")
         stored = meta  # its creator stopped before writing the metadata: adopt it
     check_resumable(spec, stored, meta, study, where, check_seed=check_seed)
+    if not check_seed and stored.get(Meta.SEED) is not None:
+        spec = replace(spec, seed=int(stored[Meta.SEED]))
     spec = as_created(spec, stored)
     queued = 0
     if spec.is_grid and fill_grid:
@@ -83,7 +117,7 @@ def open_study(spec: StudySpec, storage: optuna.storages.BaseStorage, meta: dict
                 *([Meta.BASELINE_REPEATS] if Meta.BASELINE_REPEATS in stored else []))
         stored = {**stored, **{k: meta[k] for k in keys if k in meta}}
         study.set_user_attr(STUDY_META, stored)
-    return study, stored, queued
+    return spec, stored, queued
 
 
 def as_created(spec: StudySpec, stored: dict[str, Any]) -> StudySpec:
