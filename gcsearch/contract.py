@@ -130,6 +130,11 @@ OBJECTIVES: dict[str, Objective] = {
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
+def feasible(constraints: dict[str, float]) -> bool:
+    """Optuna's rule for a trial's constraint values (`trial.set_constraint`): feasible when each is <= 0."""
+    return all(v <= 0.0 for v in constraints.values())
+
+
 def point_of(trial: FrozenTrial) -> tuple[str, int] | None:
     """A trial's (candidate key, repeat), when it knows them."""
     key, repeat = trial.user_attrs.get(Attr.KEY), trial.user_attrs.get(Attr.REPEAT)

@@ -186,6 +186,21 @@ def test_an_out_of_memory_trial_frees_its_model_before_memory_is_released(tmp_pa
         "error: OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB"}
 
 
+def test_a_non_finite_accuracy_is_a_divergence_and_is_not_retried(tmp_path: Path, db: str) -> None:
+    from gcsearch.training.loop import TrainResult
+
+    def train_to_nan(*args, **kwargs) -> TrainResult:  # noqa: ANN002, ANN003
+        return TrainResult(accuracy=float("nan"), accuracies=[float("nan")], epochs=1)
+
+    engine = replace(default_engine(), train=train_to_nan)
+    path = write_grid(tmp_path / "nan.toml", "nan", stages='["c4"]')
+    for _ in range(2):  # the second run retries nothing: the same seed would diverge the same way
+        assert run_cli("--study", str(path), "--storage", db, "--quiet", engine=engine) == 0
+    trials = load(db, "nan").get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL] * 3
+    assert trials[0].user_attrs["fail_reason"].startswith("diverged: a non-finite objective value [nan, ")
+
+
 def test_the_device_is_warmed_up_once_before_the_first_training(tmp_path: Path, db: str) -> None:
     """CUDA's start-up (kernels, cuDNN and cuBLAS handles) must not count as the first trial's training time."""
     calls: list[tuple[str, str]] = []

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from optuna.trial import FrozenTrial, TrialState
 
-from gcsearch.contract import Attr, Counts, count_trials, is_reused
+from gcsearch.contract import Attr, Counts, count_trials, feasible, is_reused
 from gcsearch.pareto import dominates
 from gcsearch.study.spec import StudySpec
 from gcsearch.training.chance import Chance
@@ -113,7 +113,7 @@ def best_candidates(trials: list[FrozenTrial], spec: StudySpec, limit: int = 5) 
     groups: dict[str, list[FrozenTrial]] = {}
     for t in trials:
         if (t.state == TrialState.COMPLETE and not is_reused(t) and t.values is not None
-                and all(v <= 0 for v in t.constraints.values()) and isinstance(t.user_attrs.get(Attr.KEY), str)):
+                and feasible(t.constraints) and isinstance(t.user_attrs.get(Attr.KEY), str)):
             groups.setdefault(t.user_attrs[Attr.KEY], []).append(t)
     rows = []
     for key, members in groups.items():

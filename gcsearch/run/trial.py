@@ -28,7 +28,6 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, IntD
 from optuna.trial import FrozenTrial, TrialState
 
 from gcsearch.contract import (
-    DIVERGED,
     ERROR,
     FINISHED_STATES,
     INTERRUPTED,
@@ -119,7 +118,7 @@ def _attempt(run: Run, trial: optuna.Trial, reporter: Reporter, outcome: TrialOu
         timing["train_s"] = time.perf_counter() - train_started
         values = [float(result.accuracy), *(float(costs[name]) for name in run.spec.objectives[1:])]
         if not all(math.isfinite(v) for v in values):
-            raise _Diverged(f"a non-finite objective value {values}")
+            raise _non_finite(values, int(result.epochs))
         _set_attrs(trial, {Attr.ACCURACY: float(result.accuracy),
                            Attr.ACCURACIES: [float(a) for a in result.accuracies],
                            Attr.TRAIN_SECONDS: float(result.train_seconds), Attr.EPOCHS: int(result.epochs)})
@@ -155,17 +154,18 @@ class _Prune(optuna.TrialPruned):
         self.reason = reason
 
 
-class _Diverged(RuntimeError):
-    pass
+def _non_finite(values: list[float], epoch: int) -> Exception:
+    """Objective values that came out NaN or infinite: the training loop's own Diverged, after its last epoch."""
+    from gcsearch.training.loop import Diverged
+
+    return Diverged(epoch, f"a non-finite objective value {values}")
 
 
 def _fail_reason(exc: BaseException) -> str:
     from gcsearch.training.loop import Diverged
 
     if isinstance(exc, Diverged):
-        return str(exc)  # the loop words it as a fail reason
-    if isinstance(exc, _Diverged):
-        return fail_reason(DIVERGED, str(exc))
+        return str(exc)  # worded as a fail reason where it is raised
     text = str(exc).strip().splitlines()
     message = f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
     if os.environ.get("GCSEARCH_DEBUG"):
