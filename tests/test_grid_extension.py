@@ -72,3 +72,22 @@ def test_a_sampler_whose_choices_changed_is_refused_and_nothing_is_written(tmp_p
         "another name, use another --storage, or restore the earlier settings"]
     assert hashlib.sha256(file.read_bytes()).hexdigest() == before
     assert states(load(db, "tpe")) == {"COMPLETE": 2}
+
+
+def test_a_grid_made_before_per_dimension_parameters_grows_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                               ) -> None:
+    """compat.db records its points as one `candidate` parameter: its queued point keeps it, a new point gets
+    its dimension."""
+    fixture = Path(__file__).resolve().parent / "fixtures" / "compat"
+    for name in ("compat.db", "compat.toml"):
+        (tmp_path / name).write_bytes((fixture / name).read_bytes())
+    monkeypatch.chdir(tmp_path)
+    toml = tmp_path / "compat.toml"
+    toml.write_text(toml.read_text().replace("ratio = [4, 8]", "ratio = [4, 8, 2]"))
+    code, out, err = cli_output("run", "--study", "compat.toml", "--storage", "sqlite:///compat.db", "--quiet")
+    assert code == 0, err
+    assert "compat: done, 4/4 finished (4 complete, 0 pruned, 0 failed); 2 trained" in " ".join(out.split())
+    trials = load("sqlite:///compat.db", "compat").get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
+    assert [t.params for t in trials] == [{"candidate": "none (baseline)"}, {"candidate": "gc r4 @ c4 after_1x1 all"},
+                                          {"candidate": "gc r8 @ c4 after_1x1 all"}, {"ratio": 2}]
