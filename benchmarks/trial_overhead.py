@@ -83,9 +83,9 @@ def main() -> None:
         for i, (cand, repeat) in enumerate(points):
             # (a) the bare trial: build and train, nothing else
             start = time.perf_counter()
-            real.seed(run.seed + repeat)
+            real.seed(run.spec.seed + repeat)
             model = real_build(cand.spec, num_classes=data.num_classes, in_chans=data.in_chans)
-            train.fn(model, data, spec.proxy, seed=run.seed + repeat, device=device)
+            train.fn(model, data, spec.proxy, seed=run.spec.seed + repeat, device=device)
             bare = time.perf_counter() - start
             # (b) the same point through the worker loop: one more finished trial
             run.target = i + 1

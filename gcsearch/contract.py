@@ -85,7 +85,7 @@ class Attr:
 
 
 POINT_ATTRS = (Attr.SPEC, Attr.KEY, Attr.LABEL, Attr.REPEAT)
-GRID_PARAM = "candidate"  # a grid trial's one parameter: the candidate's label
+GRID_PARAM = "candidate"  # the label: the one parameter of grid trials queued before each dimension had its own
 
 # Kinds of failure, the first word of a stored fail reason.
 DIVERGED = "diverged"  # the loss became NaN or infinite: final
@@ -135,6 +135,11 @@ OBJECTIVES: dict[str, Objective] = {
 # --- reading trials back --------------------------------------------------------------------------------
 
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def feasible(constraints: dict[str, float]) -> bool:
+    """Optuna's rule for a trial's constraint values (`trial.set_constraint`): feasible when each is <= 0."""
+    return all(v <= 0.0 for v in constraints.values())
 
 
 def point_of(trial: FrozenTrial) -> tuple[str, int] | None:

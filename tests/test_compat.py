@@ -7,7 +7,9 @@ VACUUMed. expected/ holds what that release printed for it (`report` as a table,
 Markdown; `show --json` for each trial; `studies --json`), and show-2-resumed.json what it stored for the third
 point once a second run finished it. Every byte printed comes from the database, so nothing is masked.
 The report files were written again by the release whose reports gained seed-noise intervals and verdicts
-(new columns and a noise line; every number of the old ones unchanged); `show` and `studies` are 0.1.0's.
+(new columns and a noise line; every number of the old ones unchanged), and again when reports began
+to say which candidates are at chance level (two header lines, JSON's `chance`; every other byte unchanged: this
+study's 1-epoch proxy is at chance); `show` and `studies` are 0.1.0's.
 """
 
 from __future__ import annotations

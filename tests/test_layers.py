@@ -107,3 +107,23 @@ def test_no_import_cycle_at_module_level() -> None:
 def test_no_module_is_longer_than_one_sitting() -> None:
     long = {m: n for m, p in MODULES.items() if (n := len(p.read_text(encoding="utf-8").splitlines())) > 400}
     assert not long, f"modules over 400 lines: {long}"
+
+
+# What only run/optuna_access.py may touch: Optuna's private attributes and the system attribute in which
+# Study.enqueue_trial keeps a queued trial's values.
+OPTUNA_PRIVATE = {"_trial_id", "_storage", "_study_id", "_cached_frozen_trial", "_fixed_params", "_suggest",
+                  "_contains", "_get_latest_trial", "_directions"}
+OPTUNA_ADAPTER = "gcsearch.run.optuna_access"
+
+
+def test_only_the_adapter_touches_optuna_private_attributes() -> None:
+    found = []
+    for module, path in MODULES.items():
+        if module == OPTUNA_ADAPTER:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Attribute) and node.attr in OPTUNA_PRIVATE:
+                found.append(f"{module}:{node.lineno} .{node.attr}")
+            elif isinstance(node, ast.Constant) and node.value == "fixed_params":
+                found.append(f"{module}:{node.lineno} 'fixed_params'")
+    assert not found, f"only {OPTUNA_ADAPTER} may reach into Optuna: {found}"

@@ -14,7 +14,7 @@ from run_helpers import postgres_url_or_skip, write_grid
 from gcsearch.contract import point_of
 from gcsearch.storage.writer import open_storage
 from gcsearch.study import lifecycle
-from gcsearch.study.lifecycle import make_sampler, open_study
+from gcsearch.study.lifecycle import open_study
 from gcsearch.study.parse import read_study_file
 from gcsearch.study.spec import StudySpec
 
@@ -27,7 +27,7 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 def _open(spec: StudySpec, url: str) -> None:
-    open_study(spec, open_storage(url), spec.metadata((3, 16, 16), 5), sampler=make_sampler(spec, 0, spec.target()))
+    open_study(spec, open_storage(url), spec.metadata((3, 16, 16), 5))
 
 
 def test_machines_resuming_a_grid_at_once_queue_each_missing_point_once(url: str, tmp_path: Path,
@@ -41,9 +41,9 @@ def test_machines_resuming_a_grid_at_once_queue_each_missing_point_once(url: str
     # four would find the same 4 new points missing and queue them four times.
     queue_points = lifecycle.queue_points
 
-    def slow(study: optuna.Study, points: list) -> int:
+    def slow(study: optuna.Study, *points: object) -> int:
         time.sleep(0.5)
-        return queue_points(study, points)
+        return queue_points(study, *points)
 
     monkeypatch.setattr(lifecycle, "queue_points", slow)
     errors: list[BaseException] = []

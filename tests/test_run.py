@@ -53,7 +53,10 @@ def test_a_tiny_grid_runs_end_to_end(tmp_path: Path, db: str, capsys: pytest.Cap
         attrs = t.user_attrs
         assert TRIAL_ATTRS <= set(attrs), TRIAL_ATTRS - set(attrs)
         spec = ArchSpec.from_dict(attrs["spec"])
-        assert spec.key == attrs["key"] and spec.label() == attrs["label"] == t.params["candidate"]
+        assert spec.key == attrs["key"] and spec.label() == attrs["label"]
+        # One parameter per dimension of the space (the baseline has no stages or position).
+        expected = {"stages": ",".join(spec.stages), "position": spec.position} if spec.has_blocks else {}
+        assert t.params == expected
         m = measure(spec, input_size=(3, 16, 16), num_classes=classes)
         assert (attrs["flops"], attrs["params"], attrs["block_flops"]) == (m.flops, m.params, m.block_flops)
         assert attrs["flops"] == base_flops + attrs["block_flops"]
@@ -181,6 +184,21 @@ def test_an_out_of_memory_trial_frees_its_model_before_memory_is_released(tmp_pa
     assert [t.state for t in trials] == [TrialState.FAIL] * 5
     assert {t.user_attrs["fail_reason"] for t in trials} == {
         "error: OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB"}
+
+
+def test_a_non_finite_accuracy_is_a_divergence_and_is_not_retried(tmp_path: Path, db: str) -> None:
+    from gcsearch.training.loop import TrainResult
+
+    def train_to_nan(*args, **kwargs) -> TrainResult:  # noqa: ANN002, ANN003
+        return TrainResult(accuracy=float("nan"), accuracies=[float("nan")], epochs=1)
+
+    engine = replace(default_engine(), train=train_to_nan)
+    path = write_grid(tmp_path / "nan.toml", "nan", stages='["c4"]')
+    for _ in range(2):  # the second run retries nothing: the same seed would diverge the same way
+        assert run_cli("--study", str(path), "--storage", db, "--quiet", engine=engine) == 0
+    trials = load(db, "nan").get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL] * 3
+    assert trials[0].user_attrs["fail_reason"].startswith("diverged: a non-finite objective value [nan, ")
 
 
 def test_the_device_is_warmed_up_once_before_the_first_training(tmp_path: Path, db: str) -> None:

@@ -11,6 +11,7 @@ import pytest
 
 from gcsearch.cli import main
 from gcsearch.space import ArchSpec
+from gcsearch.study.lifecycle import contains
 from gcsearch.study.parse import builtin_studies, parse_study, read_study_file
 from gcsearch.study.spec import StudyFileError
 
@@ -56,8 +57,11 @@ def test_every_grid_starts_with_the_baseline_and_holds_each_model_once() -> None
         assert len(keys) == len(set(keys))
         if study.is_grid:
             assert study.candidates()[0].spec == ArchSpec(backbone="proxy", width=16, block="none")
-            labels = study.distributions()["candidate"].choices
-            assert len(labels) == len(keys)
+            # One parameter per dimension, over every value it can take, so an extended space records alike.
+            assert set(study.distributions()) == set(study.space)
+            for cand in study.candidates():
+                for dim, value in study.point_params(cand.spec).items():
+                    assert contains(study.distributions()[dim], value)
 
 
 def test_placement_grid_is_the_paper_default_among_others() -> None:

@@ -157,6 +157,8 @@ def print_summary(out: Console, summary: Summary, run: Run) -> None:
                   f"({c.complete - c.reused} complete, {c.pruned} pruned, {c.failed} failed"
                   f"{f', {c.reused} reused' if c.reused else ''}); {summary.trained} trained in "
                   f"{_duration(summary.seconds)}.", highlight=False)
+    if (chance := summary.chance_line()) is not None:
+        out.print(chance, highlight=False)
     if summary.failures:
         out.print(f"failed trials: {', '.join(summary.failures)} (see gcsearch show)", highlight=False)
     if summary.best:

@@ -29,6 +29,7 @@ from gcsearch.contract import OBJECTIVES, Attr, Meta, Objective, objective_names
 from gcsearch.errors import InputError
 from gcsearch.pareto import hypervolume, nondominated_ranks
 from gcsearch.report.ablation import ablation_rows, varying_dimension
+from gcsearch.report.chance import chance_header
 from gcsearch.report.noise import (
     WITHIN,
     Comparison,
@@ -58,6 +59,7 @@ from gcsearch.space.spec import SPEC_FIELDS
 from gcsearch.storage.reader import read_study
 from gcsearch.storage.records import StudyData, StudySummary
 from gcsearch.storage.urls import DEFAULT_STORAGE
+from gcsearch.training.chance import Chance, chance_of
 
 REFERENCE_MARGIN = 0.1
 
@@ -101,6 +103,7 @@ class Report:
     def design(self) -> str:
         """"paired" (candidates fine-tuned from each seed's trained start) or "independent" (from scratch)."""
         return "paired" if self.paired is not None else "independent"
+    chance: Chance | None = None  # the proxy's chance level (None: the study does not store its classes)
 
     @property
     def meta(self) -> dict[str, Any]:
@@ -137,6 +140,7 @@ class Report:
             "noise": {"std": self.noise.std, "df": self.noise.df, "candidates": self.noise.groups,
                       "baseline_seeds": self.baseline.n if self.baseline else 0,
                       "interval": "95% Student t on the pooled seed std", "correction": "Holm"},
+            "chance": chance_header(self),
         } | ({} if self.paired is None else {"noise": {
             "design": "paired", "std": self.paired.std, "df": self.paired.df, "rows": self.paired.rows,
             "seeds": self.paired.seeds, "left_out": self.paired.left_out,
@@ -218,7 +222,8 @@ def build_report(data: StudyData, objectives: Sequence[str] | str | None = None,
     return Report(study=data.name, storage=data.storage, summary=data.summary, objectives=metrics, rows=shown,
                   candidates=rows, front=front, hypervolume=hv, reference=ref, reference_rule=rule,
                   baseline=baseline, view=view, by=dim, points=points, devices=dict(devices.most_common()),
-                  noise=noise, paired=paired, starts=_starts(complete) if paired is not None else None)
+                  noise=noise, chance=chance_of(meta.get(Meta.NUM_CLASSES), proxy_settings(meta).get("val_size")),
+                  paired=paired, starts=_starts(complete) if paired is not None else None)
 
 
 # -- noise -----------------------------------------------------------------------------------------------

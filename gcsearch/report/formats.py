@@ -17,6 +17,7 @@ from rich.cells import cell_len
 
 from gcsearch.errors import InputError
 from gcsearch.report.build import Report
+from gcsearch.report.chance import chance_lines
 from gcsearch.report.labels import format_value, stages_short
 from gcsearch.report.rows import Row
 from gcsearch.units import plural
@@ -249,6 +250,7 @@ def header_lines(report: Report) -> list[str]:
         lines.append(starts_line(report))
     if report.baseline is not None:
         lines.append(noise_line(report))
+    lines += chance_lines(report)
     if any(r.tied for r in report.front):
         lines.append("front: ≈ marks members within seed noise of its most accurate one (tied)")
     if report.view == "ablation":

@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 from optuna.trial import FrozenTrial, TrialState
 
-from gcsearch.contract import Attr, Counts, count_trials, is_reused
+from gcsearch.contract import Attr, Counts, count_trials, feasible, is_reused
 from gcsearch.pareto import dominates
 from gcsearch.study.spec import StudySpec
+from gcsearch.training.chance import Chance
 from gcsearch.units import si
 
 if TYPE_CHECKING:
@@ -35,6 +36,7 @@ class TrialOutcome:
     reason: str | None = None
     reused_from: int | None = None
     overhead_s: float = 0.0  # measure + storage + bookkeeping: the trial's time outside training
+    chance: float | None = None  # the proxy's chance level in %, set when this trial's accuracy is at it
 
 
 @dataclass
@@ -62,6 +64,21 @@ class Summary:
     best: list[Best] = field(default_factory=list)
     exhausted: bool = False  # a grid with nothing left to run, or a space whose every point has a result
     failures: list[str] = field(default_factory=list)
+    chance: Chance | None = None  # the proxy's chance level
+    at_chance: int = 0  # complete trials (not reused) whose accuracy is at chance level
+    scored: int = 0  # complete trials (not reused) with an accuracy
+
+    def chance_line(self) -> str | None:
+        """Said when trials are at chance level: their results cannot be told from guessing."""
+        if not self.at_chance or self.chance is None:
+            return None
+        if self.at_chance == self.scored:
+            return (f"every trial is at chance level ({self.chance.level:.4g}% for {self.chance.classes} classes, "
+                    f"at most {self.chance.ceiling:.2f}% on {self.chance.val_size:,} images): the proxy learned "
+                    "nothing, so this front means nothing; train longer, or on more or larger images")
+        return (f"{self.at_chance} of {self.scored} trials at chance level ({self.chance.level:.4g}% for "
+                f"{self.chance.classes} classes, at most {self.chance.ceiling:.2f}% on {self.chance.val_size:,} "
+                "images): their results cannot be told from guessing")
 
     def to_dict(self) -> dict[str, Any]:
         c = self.counts
@@ -72,6 +89,7 @@ class Summary:
             "seconds": round(self.seconds, 2), "target_met": c.finished >= self.target,
             "exhausted": self.exhausted, "failures": self.failures,
             "best": [b.__dict__ for b in self.best],
+            "chance": self.chance.to_dict() if self.chance else None, "at_chance": self.at_chance,
         }
 
 
@@ -103,7 +121,7 @@ def best_candidates(trials: list[FrozenTrial], spec: StudySpec, limit: int = 5) 
     groups: dict[str, list[FrozenTrial]] = {}
     for t in trials:
         if (t.state == TrialState.COMPLETE and not is_reused(t) and t.values is not None
-                and all(v <= 0 for v in t.constraints.values()) and isinstance(t.user_attrs.get(Attr.KEY), str)):
+                and feasible(t.constraints) and isinstance(t.user_attrs.get(Attr.KEY), str)):
             groups.setdefault(t.user_attrs[Attr.KEY], []).append(t)
     rows = []
     for key, members in groups.items():
@@ -160,7 +178,8 @@ def format_outcome(o: TrialOutcome) -> str:
     """`gc r16 @ c3+c4+c5 after_1x1 all (repeat 0): 41.25% 1.23M FLOPs in 9.8 s`."""
     what = f"{o.label} (repeat {o.repeat})"
     if o.state == "COMPLETE":
-        return f"{what}: {o.accuracy:.2f}%, {format_count(o.flops)} FLOPs, {o.seconds:.1f} s"
+        chance = f" (at chance level, {o.chance:.4g}%)" if o.chance is not None else ""
+        return f"{what}: {o.accuracy:.2f}%{chance}, {format_count(o.flops)} FLOPs, {o.seconds:.1f} s"
     if o.state == "REUSED":
         return f"{what}: reused trial {o.reused_from}'s result"
     if o.state == "PRUNED":

@@ -13,9 +13,10 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
+from optuna.distributions import BaseDistribution
 
 from gcsearch.contract import Meta
 from gcsearch.errors import InputError
@@ -23,10 +24,17 @@ from gcsearch.run.engine import Engine, default_engine
 from gcsearch.storage.artifacts import artifact_location, open_store
 from gcsearch.storage.urls import DEFAULT_STORAGE, mask_url
 from gcsearch.storage.writer import DEFAULT_HEARTBEAT, STORAGE_ERRORS, open_storage, storage_failure
-from gcsearch.study.lifecycle import as_created, make_sampler, open_study
+from gcsearch.study.lifecycle import open_study
 from gcsearch.study.parse import read_study_file
 from gcsearch.study.pruning import EpochPruner, make_pruner
 from gcsearch.study.spec import StudySpec
+from gcsearch.training.chance import Chance
+from gcsearch.training.config import ProxyConfig
+
+if TYPE_CHECKING:
+    import torch
+
+    from gcsearch.training.data import ProxyData
 
 
 @dataclass(frozen=True)
@@ -50,18 +58,22 @@ class RunOptions:
 
 @dataclass
 class Run:
-    """One worker's view of a study: the study file, the storage, the data on the device, the target."""
+    """One worker's view of a study: the final study spec, the storage, the data on the device, the target.
+
+    `spec.seed` is the study's seed, settled once by `study.lifecycle.open_study` (the file's, else --seed,
+    else the one a resumed study was started with); a trial trains with it plus its repeat index.
+    """
 
     options: RunOptions
     spec: StudySpec
     storage: optuna.storages.RDBStorage
     study: optuna.Study
-    meta: dict[str, Any]
-    data: Any  # gcsearch.training.data.ProxyData
-    device: Any  # torch.device
+    meta: dict[str, Any]  # the stored metadata (contract.Meta): JSON values
+    data: ProxyData
+    device: torch.device
     target: int
-    seed: int
     engine: Engine
+    distributions: dict[str, BaseDistribution]  # what each parameter is recorded with (study.lifecycle)
     pruner: EpochPruner | None = None
     device_name: str = "cpu"
     warmed_up: bool = False  # whether this process has paid the device's start-up costs (Engine.warm_up)
@@ -72,25 +84,39 @@ class Run:
         return mask_url(self.options.storage)
 
     @property
+    def chance(self) -> Chance:
+        """The proxy's chance level: its classes, validated on `val_size` images."""
+        return Chance(self.data.num_classes, self.spec.proxy.val_size)
+
+    @property
     def input_size(self) -> tuple[int, int, int]:
-        return (self.data.in_chans, self.data.image_size, self.data.image_size)
+        return input_size(self.spec.proxy)
 
 
-def prepare(options: RunOptions, *, engine: Engine | None = None, train: bool = True,
-            spec: StudySpec | None = None) -> tuple[Run, int]:
-    """Read the study file, open the storage, load the data, and create or resume the study.
+def input_size(proxy: ProxyConfig) -> tuple[int, int, int]:
+    """What a candidate sees: every dataset reader returns RGB images, resized to the proxy's image size."""
+    return (3, proxy.image_size, proxy.image_size)
 
-    Returns the run and how many grid points this call queued. `train=False` (the parent of local
-    workers) loads the data on the CPU only to check it and to know its shape. `engine`: the functions
-    trials run (default: the real ones). `spec`: a study built in code (`gcsearch check` derives its
-    studies from the file) instead of the file `options.study` names.
-    """
-    if spec is None:
-        spec = read_study_file(options.study)
+
+def with_options(spec: StudySpec, options: RunOptions) -> StudySpec:
+    """The study file with what the command line changes in it: the data folder and the seed."""
     if options.data_dir is not None:
         spec = replace(spec, proxy=replace(spec.proxy, data_dir=options.data_dir))
     if options.seed is not None:
         spec = replace(spec, seed=options.seed)
+    return spec
+
+
+def prepare(options: RunOptions, *, engine: Engine | None = None, train: bool = True,
+            spec: StudySpec | None = None) -> tuple[Run, int]:
+    """Read the study file, load the data, open the storage, and create or resume the study, in that order.
+
+    Returns the run and how many grid points this call queued. `train=False` (the parent of local
+    workers) loads the data on the CPU only to check it and to count its classes. `engine`: the functions
+    trials run (default: the real ones). `spec`: a study built in code (`gcsearch check` derives its
+    studies from the file) instead of the file `options.study` names.
+    """
+    spec = with_options(spec if spec is not None else read_study_file(options.study), options)
     if options.trials is not None and options.trials < 1:
         raise InputError(f"--trials: expected a positive number, got {options.trials}")
 
@@ -102,40 +128,28 @@ def prepare(options: RunOptions, *, engine: Engine | None = None, train: bool = 
     device = resolve_device(options.device) if train else torch.device("cpu")
     if train:
         use_device(device)
-    storage = open_storage(options.storage, heartbeat=options.heartbeat)
-    where = mask_url(options.storage)
     data = load_data(spec.proxy, device, download=options.download)
-    pruner = make_pruner(spec.pruning, spec.directions)
-    input_size = (data.in_chans, data.image_size, data.image_size)
-    target = spec.target(options.trials)
-    sampler_seed = spec.seed + 7919 * options.worker_index
+    storage = open_storage(options.storage, heartbeat=options.heartbeat)
     artifacts = artifact_location(options.storage, options.artifacts)
     if artifacts is not None:
         open_store(artifacts)  # a folder that cannot be made fails now, not after the first trial's training
     elif spec.proxy.paired:
         raise InputError("--artifacts: [proxy] start = \"baseline\" keeps each seed's start in the artifact store; "
                          "give a folder with --artifacts (one that every machine of the study sees), not none")
-    meta = {**spec.metadata(input_size, data.num_classes),
+    pruner = make_pruner(spec.pruning, spec.directions)
+    meta = {**spec.metadata(input_size(spec.proxy), data.num_classes),
             Meta.ARTIFACTS: str(artifacts.resolve()) if artifacts else None}
     with quiet_optuna(), storage_errors(options.storage):
-        study, stored, queued = open_study(spec, storage, meta, sampler=make_sampler(spec, sampler_seed, target),
-                                           pruner=pruner.optuna_pruner, where=where,
-                                           check_seed=options.seed is not None, fill_grid=options.fill_grid)
-        if options.seed is None and stored.get(Meta.SEED) is not None:
-            spec = replace(spec, seed=int(stored[Meta.SEED]))
-        spec = as_created(spec, stored)
-        target = spec.target(options.trials)
-        # A resumed random or TPE sampler must not replay the proposals of the first run.
-        existing = len(study.get_trials(deepcopy=False))
-        if existing and not spec.is_grid:
-            study.sampler = make_sampler(spec, sampler_seed + 104729 * existing, target)
+        opened = open_study(spec, storage, meta, trials=options.trials, worker_index=options.worker_index,
+                            pruner=pruner.optuna_pruner, where=mask_url(options.storage),
+                            check_seed=options.seed is not None, fill_grid=options.fill_grid)
     device_name = str(device)
     if device.type == "cuda":
         device_name = f"{device} {torch.cuda.get_device_name(device)}"
-    run = Run(options=options, spec=spec, storage=storage, study=study, meta=stored, data=data, device=device,
-              target=target, seed=spec.seed, engine=engine or default_engine(), pruner=pruner,
-              device_name=device_name, artifacts=artifacts)
-    return run, queued
+    run = Run(options=options, spec=opened.spec, storage=storage, study=opened.study, meta=opened.meta, data=data,
+              device=device, target=opened.target, engine=engine or default_engine(),
+              distributions=opened.distributions, pruner=pruner, device_name=device_name, artifacts=artifacts)
+    return run, opened.queued
 
 
 def passive_openmp_threads() -> None:

@@ -37,6 +37,7 @@ from gcsearch.contract import (
     is_final_failure,
 )
 from gcsearch.run.heartbeat import heartbeat
+from gcsearch.run.optuna_access import claim_waiting, record_heartbeat, trial_id
 from gcsearch.run.progress import Reporter
 from gcsearch.run.setup import Run
 from gcsearch.run.signals import sigint_ignored
@@ -116,17 +117,14 @@ def _starts_study(storage: optuna.storages.BaseStorage) -> optuna.Study:
 
 
 def _claim(study: optuna.Study, key: str, seed: int) -> optuna.Trial:
-    """A RUNNING trial for the start, with its first heartbeat written (inside the caller's lock)."""
-    storage = study._storage
-    for waiting in storage.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.WAITING,)):
-        # A copy that Optuna queued when an earlier trainer's heartbeat stopped.
-        if waiting.user_attrs.get(Attr.START_KEY) == key:
-            storage.record_heartbeat(waiting._trial_id)
-            if storage.set_trial_state_values(waiting._trial_id, state=TrialState.RUNNING):
-                return optuna.Trial(study, waiting._trial_id)
+    """A RUNNING trial for the start, with its first heartbeat written (inside the caller's lock): a copy that
+    Optuna queued when an earlier trainer's heartbeat stopped, else a new one."""
+    trial = claim_waiting(study, accept=lambda frozen: frozen.user_attrs.get(Attr.START_KEY) == key)
+    if trial is not None:
+        return trial
     with sigint_ignored():
         trial = study.ask()
-        storage.record_heartbeat(trial._trial_id)
+        record_heartbeat(study, trial)
         trial.set_user_attr(Attr.START_KEY, key)
         trial.set_user_attr(Attr.SEED, seed)
     return trial
@@ -139,7 +137,7 @@ def _train(run: Run, study: optuna.Study, trial: optuna.Trial, spec: ArchSpec, s
     baseline = baseline_of(spec)
     proxy = run.spec.proxy.start_proxy()
     reporter.start_training(seed, proxy.epochs)
-    with heartbeat(run.storage, trial._trial_id, run.options.heartbeat):
+    with heartbeat(run.storage, trial_id(trial), run.options.heartbeat):
         try:
             run.engine.seed(seed)
             model = run.engine.build(baseline, num_classes=run.data.num_classes, in_chans=run.data.in_chans)

@@ -21,10 +21,10 @@ import traceback
 from typing import Any
 
 import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from gcsearch.contract import (
-    DIVERGED,
     ERROR,
     FINISHED_STATES,
     INTERRUPTED,
@@ -36,6 +36,7 @@ from gcsearch.contract import (
 )
 from gcsearch.errors import RuntimeFailure
 from gcsearch.run.heartbeat import heartbeat
+from gcsearch.run.optuna_access import queued_params, requeue_params, stored_trial, trial_id
 from gcsearch.run.progress import Reporter, TrialOutcome
 from gcsearch.run.setup import Run
 from gcsearch.run.signals import sigint_ignored
@@ -43,7 +44,7 @@ from gcsearch.run.start import Start, StartDiverged, obtain_start
 from gcsearch.space import ArchSpec
 from gcsearch.storage.artifacts import keep_weights
 from gcsearch.storage.writer import describe_error
-from gcsearch.study.lifecycle import point_attrs
+from gcsearch.study.lifecycle import contains, point_attrs
 from gcsearch.training.config import finetune_seed
 
 
@@ -52,7 +53,7 @@ def run_trial(run: Run, trial: optuna.Trial, reporter: Reporter) -> TrialOutcome
     started = time.perf_counter()
     outcome = TrialOutcome(number=trial.number, state="FAIL")
     timing = {"train_s": 0.0}
-    with heartbeat(run.storage, trial._trial_id, run.options.heartbeat):
+    with heartbeat(run.storage, trial_id(trial), run.options.heartbeat):
         try:
             _attempt(run, trial, reporter, outcome, timing)
         except KeyboardInterrupt:
@@ -80,7 +81,7 @@ def _attempt(run: Run, trial: optuna.Trial, reporter: Reporter, outcome: TrialOu
         if source is not None:
             _reuse(run, trial, source, outcome)
             return
-        seed = run.seed + repeat
+        seed = run.spec.seed + repeat
         _set_attrs(trial, {**point_attrs(spec, repeat), Attr.SEED: seed, Attr.DEVICE: run.device_name,
                            Attr.THREADS: cpu_threads(), Attr.VERSIONS: versions()})
         if fresh and run.spec.repeats > 1:
@@ -97,7 +98,7 @@ def _attempt(run: Run, trial: optuna.Trial, reporter: Reporter, outcome: TrialOu
         timing["train_s"] = time.perf_counter() - train_started
         values = [float(result.accuracy), *(float(costs[name]) for name in run.spec.objectives[1:])]
         if not all(math.isfinite(v) for v in values):
-            raise _Diverged(f"a non-finite objective value {values}")
+            raise _non_finite(values, int(result.epochs))
         _set_attrs(trial, {Attr.ACCURACY: float(result.accuracy),
                            Attr.ACCURACIES: [float(a) for a in result.accuracies],
                            Attr.TRAIN_SECONDS: float(result.train_seconds), Attr.EPOCHS: int(result.epochs)})
@@ -133,17 +134,18 @@ class _Prune(optuna.TrialPruned):
         self.reason = reason
 
 
-class _Diverged(RuntimeError):
-    pass
+def _non_finite(values: list[float], epoch: int) -> Exception:
+    """Objective values that came out NaN or infinite: the training loop's own Diverged, after its last epoch."""
+    from gcsearch.training.loop import Diverged
+
+    return Diverged(epoch, f"a non-finite objective value {values}")
 
 
 def _fail_reason(exc: BaseException) -> str:
     from gcsearch.training.loop import Diverged
 
-    if isinstance(exc, Diverged):
-        return str(exc)  # the loop words it as a fail reason
-    if isinstance(exc, _Diverged):
-        return fail_reason(DIVERGED, str(exc))
+    if isinstance(exc, (Diverged, StartDiverged)):
+        return str(exc)  # worded as a fail reason where it is raised
     text = str(exc).strip().splitlines()
     message = f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
     if os.environ.get("GCSEARCH_DEBUG"):
@@ -152,21 +154,30 @@ def _fail_reason(exc: BaseException) -> str:
 
 
 def _candidate_of(run: Run, trial: optuna.Trial) -> tuple[ArchSpec, int, dict[str, Any], bool]:
-    """The trial's candidate, repeat and sampler values; `fresh` when the sampler just proposed it."""
+    """The trial's candidate, repeat and sampler values; `fresh` when the sampler just proposed it.
+
+    Each value is recorded with the distribution the study already records its parameter with
+    (`run.distributions`), so the points of an extended grid record as its first ones did.
+    """
     attrs = trial.user_attrs
-    distributions = run.spec.distributions()
     if Attr.SPEC in attrs:  # a queued trial: a grid point, a repeat, or a retry
         spec = ArchSpec.from_dict(attrs[Attr.SPEC])
         params: dict[str, Any] = {}
-        frozen = run.study._storage.get_trial(trial._trial_id)
-        fixed = {**(frozen.system_attrs.get("fixed_params") or {}), **frozen.params}
-        for name, dist in distributions.items():
-            value = fixed.get(name)
-            if value is not None and value in dist.choices:
-                params[name] = trial.suggest_categorical(name, dist.choices)
+        for name, value in queued_params(stored_trial(run.study, trial)).items():
+            dist = run.distributions.get(name)
+            if dist is not None and contains(dist, value):
+                params[name] = _suggest(trial, name, dist)
         return spec, int(attrs.get(Attr.REPEAT, 0)), params, False
-    params = {name: trial.suggest_categorical(name, dist.choices) for name, dist in distributions.items()}
+    params = {name: _suggest(trial, name, run.distributions[name]) for name in run.spec.space}
     return run.spec.spec_from_params(params), 0, params, True
+
+
+def _suggest(trial: optuna.Trial, name: str, dist: BaseDistribution) -> Any:
+    if isinstance(dist, IntDistribution):
+        return trial.suggest_int(name, dist.low, dist.high, step=dist.step, log=dist.log)
+    if isinstance(dist, CategoricalDistribution):
+        return trial.suggest_categorical(name, dist.choices)
+    raise TypeError(f"parameter {name!r}: no suggestion for {dist}")
 
 
 def _finished_trial_of(run: Run, key: str, repeat: int, number: int) -> FrozenTrial | None:
@@ -240,10 +251,7 @@ def _start_of(run: Run, trial: optuna.Trial, spec: ArchSpec, seed: int, reporter
     trial. None when candidates train from scratch."""
     if not run.spec.proxy.paired:
         return None
-    try:
-        start = obtain_start(run, spec, seed, reporter)
-    except StartDiverged as exc:
-        raise _Diverged(str(exc).removeprefix(f"{DIVERGED}: ")) from None
+    start = obtain_start(run, spec, seed, reporter)  # StartDiverged: this trial fails as diverged too
     trial.set_user_attr(Attr.START, start.record())
     return start
 
@@ -303,13 +311,12 @@ def _record_interrupted(run: Run, trial: optuna.Trial) -> None:
     """Mark the trial FAIL ("interrupted") and queue it again, so the next run picks it up first."""
     with sigint_ignored():
         try:
-            frozen = run.storage.get_trial(trial._trial_id)
+            frozen = stored_trial(run.study, trial)
             trial.set_user_attr(Attr.FAIL_REASON, fail_reason(INTERRUPTED))
             run.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
             if Attr.SPEC in frozen.user_attrs:
-                fixed = frozen.system_attrs.get("fixed_params") or frozen.params
                 keep = {k: frozen.user_attrs[k] for k in POINT_ATTRS if k in frozen.user_attrs}
-                run.study.enqueue_trial(dict(fixed), user_attrs=keep)
+                run.study.enqueue_trial(requeue_params(frozen), user_attrs=keep)
         except Exception:  # noqa: BLE001 - the storage may be what failed; the heartbeat will tell the next run
             pass
 

@@ -18,8 +18,18 @@ import time
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from gcsearch.contract import FINISHED_STATES, Attr, Counts, count_trials, failure_kind, point_of, taken_points
+from gcsearch.contract import (
+    FINISHED_STATES,
+    Attr,
+    Counts,
+    count_trials,
+    failure_kind,
+    is_reused,
+    point_of,
+    taken_points,
+)
 from gcsearch.errors import RuntimeFailure
+from gcsearch.run.optuna_access import claim_waiting, record_heartbeat
 from gcsearch.run.progress import Reporter, Summary, best_candidates
 from gcsearch.run.setup import Run, quiet_optuna, storage_errors
 from gcsearch.run.signals import signals_held, sigterm_interrupts
@@ -59,6 +69,8 @@ def work(run: Run, reporter: Reporter) -> int:
             if trial is None:
                 continue
             outcome = run_trial(run, trial, reporter)
+            if outcome.state == "COMPLETE" and run.chance.at_chance(outcome.accuracy):
+                outcome.chance = run.chance.level
             if outcome.state == "REUSED":
                 reuses += 1
             else:
@@ -81,10 +93,12 @@ def summarize(run: Run, seconds: float, trained: int) -> Summary:
         if t.state == TrialState.FAIL and Attr.FAIL_REASON in t.user_attrs:
             reason = failure_kind(str(t.user_attrs[Attr.FAIL_REASON]))
             reasons[reason] = reasons.get(reason, 0) + 1
+    scored = [t.values[0] for t in trials if t.state == TrialState.COMPLETE and not is_reused(t) and t.values]
     return Summary(study=run.spec.name, storage=run.where, target=run.target, counts=counts, seconds=seconds,
                    trained=trained, best=best_candidates(trials, run.spec, limit=10),
                    exhausted=counts.finished < run.target and _exhausted(run, trials, counts),
-                   failures=[f"{n} {r}" for r, n in sorted(reasons.items())])
+                   failures=[f"{n} {r}" for r, n in sorted(reasons.items())], chance=run.chance,
+                   at_chance=sum(map(run.chance.at_chance, scored)), scored=len(scored))
 
 
 def _exhausted(run: Run, trials: list[FrozenTrial], counts: Counts) -> bool:
@@ -114,21 +128,12 @@ def claim(run: Run) -> optuna.Trial | None:
     with signals_held():
         trial = _claim(run)
         if trial is not None:
-            run.storage.record_heartbeat(trial._trial_id)
+            record_heartbeat(run.study, trial)
         return trial
 
 
 def _claim(run: Run) -> optuna.Trial | None:
-    storage, study_id = run.study._storage, run.study._study_id
-    for waiting in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,)):
-        try:
-            # The heartbeat first: a worker killed between the two writes must not leave a RUNNING trial
-            # without one (Optuna never takes such a trial for stale, and the next run would wait for it).
-            storage.record_heartbeat(waiting._trial_id)
-            if storage.set_trial_state_values(waiting._trial_id, state=TrialState.RUNNING):
-                return optuna.Trial(run.study, waiting._trial_id)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue
-    if run.spec.is_grid:
-        return None
+    trial = claim_waiting(run.study)
+    if trial is not None or run.spec.is_grid:
+        return trial
     return run.study.ask()

@@ -8,7 +8,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from gcsearch.contract import study_meta
+from gcsearch.contract import feasible, study_meta
 
 STATES = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
 CONSTRAINTS_KEY = "constraints"  # Optuna's system-attribute key: "constraints:<name>" (and an old list form)
@@ -32,7 +32,7 @@ class TrialRecord:
 
     @property
     def feasible(self) -> bool:
-        return all(v <= 0.0 for v in self.constraints.values())
+        return feasible(self.constraints)
 
     @property
     def duration_s(self) -> float | None:

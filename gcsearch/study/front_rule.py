@@ -47,7 +47,7 @@ from dataclasses import dataclass
 
 from optuna.trial import FrozenTrial
 
-from gcsearch.contract import Attr
+from gcsearch.contract import Attr, feasible
 from gcsearch.pareto import dominates
 from gcsearch.units import si
 
@@ -118,7 +118,7 @@ def finished_at(trials: Iterable[FrozenTrial], epoch: int, n_costs: int) -> Iter
         values = t.values
         if not accuracies or len(accuracies) <= epoch or values is None or len(values) != n_costs + 1:
             continue
-        if any(c > 0 for c in t.constraints.values()):
+        if not feasible(t.constraints):
             continue
         seen = [float(a) for a in accuracies[:epoch] if a is not None and math.isfinite(float(a))]
         final = float(values[0])

@@ -7,15 +7,28 @@ Other samplers propose one value per dimension and the runner builds the ArchSpe
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
-from optuna.distributions import CategoricalDistribution
+from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
 
-from gcsearch.contract import GRID_PARAM, OBJECTIVES, Meta
+from gcsearch.contract import OBJECTIVES, Meta
 from gcsearch.errors import InputError
 from gcsearch.space import ArchSpec
-from gcsearch.space.vocabulary import ACTS, BLOCK_SETS, BLOCKS, CONTEXTS, FUSIONS, NORMS, POSITIONS, TRANSFORMS
+from gcsearch.space.vocabulary import (
+    ACTS,
+    BLOCK_SETS,
+    BLOCKS,
+    CONTEXTS,
+    FUSIONS,
+    MAX_WIDTH,
+    NORMS,
+    POSITIONS,
+    STAGES,
+    TRANSFORMS,
+    block_channels,
+)
 from gcsearch.training.config import ProxyConfig
 
 # The dimensions a space may vary, in the order trials suggest them.
@@ -24,6 +37,17 @@ DIMENSIONS: tuple[str, ...] = ("block", "stages", "position", "blocks", "ratio",
 DIMENSION_CHOICES: dict[str, tuple[str, ...] | None] = {
     "block": BLOCKS, "stages": None, "position": POSITIONS, "blocks": BLOCK_SETS, "ratio": None,
     "context": CONTEXTS, "transform": TRANSFORMS, "norm": NORMS, "act": ACTS, "fusion": FUSIONS,
+}
+# What a grid trial records per dimension. Optuna fixes a categorical parameter's choices at its first use in a
+# study, so a grid records each dimension over everything it could ever hold, not over the study file's choices:
+# a value added to [space] later is a choice the study already knows, and its new points record as the old did.
+STAGE_SETS: tuple[str, ...] = tuple(",".join(c) for n in range(1, len(STAGES) + 1)
+                                    for c in itertools.combinations(STAGES, n))
+MAX_RATIO = block_channels("bottleneck", MAX_WIDTH, STAGES[-1], "after_1x1")  # the widest block of any backbone
+GRID_DISTRIBUTIONS: dict[str, BaseDistribution] = {
+    **{d: CategoricalDistribution(list(c)) for d, c in DIMENSION_CHOICES.items() if c is not None},
+    "stages": CategoricalDistribution(list(STAGE_SETS)),
+    "ratio": IntDistribution(1, MAX_RATIO, log=True),
 }
 SAMPLERS: tuple[str, ...] = ("grid", "tpe", "nsga2", "random")
 TOP_KEYS: tuple[str, ...] = ("name", "description", "backbone", "width", "depth", "objectives", "sampler", "seed",
@@ -128,11 +152,22 @@ class StudySpec:
         """How many distinct (candidate, repeat) points the space holds."""
         return sum(self.repeats_of(c) for c in self._candidates)
 
-    def distributions(self) -> dict[str, CategoricalDistribution]:
-        """The parameters a trial records. Grid: one categorical "candidate" (labels); else one per dimension."""
+    def distributions(self) -> dict[str, BaseDistribution]:
+        """The parameters a trial records, one per dimension of the space: a sampler's over the file's choices,
+        a grid's over every value the dimension can take (`GRID_DISTRIBUTIONS`), so that the space can grow."""
         if self.is_grid:
-            return {GRID_PARAM: CategoricalDistribution([c.label for c in self._candidates])}
+            return {d: GRID_DISTRIBUTIONS[d] for d in self.space}
         return {d: CategoricalDistribution(list(choices)) for d, choices in self.space.items()}
+
+    def point_params(self, arch: ArchSpec) -> dict[str, Any]:
+        """A grid point's parameters: the candidate's value of each dimension of the space, as the canonical
+        spec holds it (a dimension the candidate has no value for, such as the baseline's ratio, is left out)."""
+        params: dict[str, Any] = {}
+        for dim in self.space:
+            value = getattr(arch, dim)
+            if value is not None:
+                params[dim] = ",".join(value) if dim == "stages" else value
+        return params
 
     def target(self, trials: int | None = None) -> int:
         """Finished trials to reach: `trials`, else the budget, capped at the distinct points of the space."""
