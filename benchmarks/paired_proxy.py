@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -103,11 +104,11 @@ def summarize(results: dict, seed_sets: list[list[int]], budget: tuple[float, fl
         compare_paired,
         holm_verdicts,
         icc,
-        moderated_prior,
-        moderated_std,
         paired_detectable,
         paired_differences,
         paired_icc,
+        paired_noise,
+        paired_std,
         rank_agreement,
     )
 
@@ -116,19 +117,20 @@ def summarize(results: dict, seed_sets: list[list[int]], budget: tuple[float, fl
     for seeds in seed_sets:
         acc = {n: {s: results[(n, s, *budget)][0] for s in seeds} for n in CANDIDATES}
         diffs = {n: paired_differences(acc[n], acc["none"]) for n in names}
-        prior = moderated_prior(list(diffs.values()))
-        comparisons = holm_verdicts([compare_paired(diffs[n], prior) for n in names])
+        noise = paired_noise([acc[n] for n in names], acc["none"])
+        comparisons = holm_verdicts([compare_paired(diffs[n], noise) for n in names])
         rows = {}
         for n, c in zip(names, comparisons, strict=True):
-            std_own = moderated_std(diffs[n], prior.__class__(None, 0.0, 0, 0))[0]
-            std_mod, df = moderated_std(diffs[n], prior)
-            rows[n] = {"delta": c.delta, "std": std_own, "moderated_std": std_mod, "df": df,
-                       "low": c.low, "high": c.high, "verdict": c.verdict,
-                       "detectable": paired_detectable(std_mod, df, len(seeds)) if std_mod else None}
+            own = statistics.stdev(diffs[n])
+            std, df = paired_std(diffs[n], noise)
+            rows[n] = {"delta": c.delta, "std": own, "judged_std": std, "df": df, "low": c.low, "high": c.high,
+                       "verdict": c.verdict, "detectable": paired_detectable(std, df, len(seeds)) if std else None}
         table = [[acc[n][s] for s in seeds] for n in CANDIDATES]
         out["sets"].append({"seeds": seeds, "starts": [starts[s] for s in seeds], "paired_icc": paired_icc(table),
-                            "icc": icc(table), "prior_std": prior.std, "prior_df": prior.df, "candidates": rows,
-                            "accuracies": acc})
+                            "icc": icc(table), "pooled_std": noise.std, "pooled_df": noise.df,
+                            "left_out": noise.left_out, "detectable": paired_detectable(noise.std, noise.df,
+                                                                                        len(seeds)),
+                            "candidates": rows, "accuracies": acc})
     every = sorted({s for seeds in seed_sets for s in seeds})
     means = [sum(results[(n, s, *budget)][0] - results[("none", s, *budget)][0] for s in every) / len(every)
              for n in names]
