@@ -20,7 +20,7 @@ import optuna
 from gcsearch.contract import Meta
 from gcsearch.errors import InputError
 from gcsearch.run.engine import Engine, default_engine
-from gcsearch.storage.artifacts import artifact_location, open_store
+from gcsearch.storage.artifacts import artifact_location, check_location
 from gcsearch.storage.urls import DEFAULT_STORAGE, mask_url
 from gcsearch.storage.writer import DEFAULT_HEARTBEAT, STORAGE_ERRORS, open_storage, storage_failure
 from gcsearch.study.lifecycle import as_created, make_sampler, open_study
@@ -111,7 +111,7 @@ def prepare(options: RunOptions, *, engine: Engine | None = None, train: bool = 
     sampler_seed = spec.seed + 7919 * options.worker_index
     artifacts = artifact_location(options.storage, options.artifacts)
     if artifacts is not None:
-        open_store(artifacts)  # a folder that cannot be made fails now, not after the first trial's training
+        check_location(artifacts)  # a folder that cannot be made fails now, not after the first trial's training
     meta = {**spec.metadata(input_size, data.num_classes),
             Meta.ARTIFACTS: str(artifacts.resolve()) if artifacts else None}
     with quiet_optuna(), storage_errors(options.storage):
