@@ -57,6 +57,8 @@ def check_location(location: Path) -> None:
     """Refuse a folder that cannot be made, before a run trains anything; nothing is created here (a run that
     is refused later must leave no empty folder behind): `keep_weights` makes it with the first weights."""
     existing = location.expanduser().absolute()
+    if existing.is_dir():
+        return  # whether it can be written shows with the first weights, as for the database beside it
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
