@@ -10,10 +10,11 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from gcsearch.commands import StorageOption, StudyOption, console, wide
-from gcsearch.commands.export import ArtifactsOption, TrialArgument, read_trial_weights
+from gcsearch.commands import console, wide
+from gcsearch.commands.options import ArtifactsOpt, DataDirOpt, JsonOpt, ReadStorageOpt, StudyOpt, TrialArg
 from gcsearch.contract import proxy_settings
 from gcsearch.errors import InputError
+from gcsearch.storage.artifacts import read_trial_weights
 from gcsearch.storage.urls import DEFAULT_STORAGE
 
 # The paper's figures (GCNet, Table 1): a trained NL block's mean cosine distances (input, attention, output).
@@ -22,19 +23,17 @@ PLOT_IMAGES = 3
 
 
 def analyze(
-    trial: TrialArgument,
-    study: StudyOption = None,
-    storage: StorageOption = DEFAULT_STORAGE,
-    artifacts: ArtifactsOption = None,
+    trial: TrialArg,
+    study: StudyOpt = None,
+    storage: ReadStorageOpt = DEFAULT_STORAGE,
+    artifacts: ArtifactsOpt = None,
     images: Annotated[int | None, typer.Option(
         "--images", min=1, metavar="N", help="Validation images to measure on (default: all of the study's).")] = None,
-    data_dir: Annotated[str | None, typer.Option(
-        "--data-dir", envvar="GCSEARCH_DATA_DIR", metavar="DIR",
-        help="Where the study's dataset is (CIFAR's batches, an image folder), when not where the run had it.")] = None,
+    data_dir: DataDirOpt = None,
     plot: Annotated[Path | None, typer.Option(
         "--plot", metavar="FILE.png",
         help="Draw the attention maps of a few validation images over the images.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Is the trained model's context query-independent? The GCNet paper's measurement on one trial.
 

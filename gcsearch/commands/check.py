@@ -10,7 +10,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from gcsearch.commands import DataDirOption, DeviceOption, QuietOption, console, err_console, interrupted, wide
+from gcsearch.commands import console, err_console, interrupted, wide
+from gcsearch.commands.options import DataDirOpt, DeviceOpt, JsonOpt, QuietOpt, StorageOpt, StudyFileOpt
 from gcsearch.commands.run import LiveView
 from gcsearch.report.check import (
     ICC_THRESHOLD,
@@ -27,7 +28,7 @@ from gcsearch.run.setup import RunOptions, prepare
 from gcsearch.run.worker import work
 from gcsearch.storage.urls import DEFAULT_STORAGE, mask_url
 from gcsearch.study.check import CheckPlan, plan_check, refuse_other_candidates
-from gcsearch.study.parse import builtin_studies, read_study_file
+from gcsearch.study.parse import read_study_file
 from gcsearch.study.spec import StudySpec
 
 HELP = """Is the proxy good enough? A few candidates, several seeds each: do they differ by more than the seeds do?
@@ -65,10 +66,7 @@ below 2, --candidates below 1, --longer not above 1), 130 interrupted (run it ag
 
 def check(
     ctx: typer.Context,
-    study: Annotated[str, typer.Option(
-        "--study", "-s", metavar="NAME|PATH",
-        help=f"The study to check: a built-in one ({', '.join(builtin_studies())}) or a study file (.toml).",
-    )],
+    study: StudyFileOpt,
     candidates: Annotated[int, typer.Option(
         "--candidates", "-n", metavar="N", help="Candidates besides the baseline, chosen to span the space.",
     )] = 4,
@@ -83,16 +81,11 @@ def check(
         "--difference", metavar="POINTS",
         help="The accuracy difference to find: how many seeds it needs (default: the spread of the candidates).",
     )] = None,
-    storage: Annotated[str, typer.Option(
-        "--storage", envvar="GCSEARCH_STORAGE", metavar="URL",
-        help="Where the check's trials are kept, as for run: sqlite:///gcsearch.db, postgresql+psycopg://...",
-    )] = DEFAULT_STORAGE,
-    device: DeviceOption = "auto",
-    data_dir: DataDirOption = None,
-    quiet: QuietOption = False,
-    as_json: Annotated[bool, typer.Option(
-        "--json", help="Print the figures as one JSON object on stdout (progress goes to stderr).",
-    )] = False,
+    storage: StorageOpt = DEFAULT_STORAGE,
+    device: DeviceOpt = "auto",
+    data_dir: DataDirOpt = None,
+    quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     plan = plan_check(read_study_file(study), candidates=candidates, seeds=seeds, longer=longer)
     check_difference(difference)

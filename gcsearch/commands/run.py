@@ -14,7 +14,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressC
 from rich.table import Table
 from rich.text import Text
 
-from gcsearch.commands import DataDirOption, DeviceOption, QuietOption, console, err_console, interrupted
+from gcsearch.commands import console, err_console, interrupted
+from gcsearch.commands.options import ArtifactsOpt, DataDirOpt, DeviceOpt, JsonOpt, QuietOpt, StorageOpt, StudyFileOpt
 from gcsearch.contract import Attr, Counts, count_trials
 from gcsearch.run.engine import Engine
 from gcsearch.run.local import run_local_workers
@@ -23,7 +24,6 @@ from gcsearch.run.setup import Run, RunOptions, prepare
 from gcsearch.run.worker import summarize, work
 from gcsearch.storage.urls import DEFAULT_STORAGE
 from gcsearch.storage.writer import DEFAULT_HEARTBEAT
-from gcsearch.study.parse import builtin_studies
 
 HELP = """Run a study: build each candidate, count its FLOPs, train it briefly, store the result.
 
@@ -50,15 +50,8 @@ error, named as file:key), 130 interrupted (the running trial is recorded and qu
 
 def run(
     ctx: typer.Context,
-    study: Annotated[str, typer.Option(
-        "--study", "-s", metavar="NAME|PATH",
-        help=f"A built-in study ({', '.join(builtin_studies())}) or the path to a study file (.toml).",
-    )],
-    storage: Annotated[str, typer.Option(
-        "--storage", envvar="GCSEARCH_STORAGE", metavar="URL",
-        help="Where trials are kept: any SQLAlchemy URL, e.g. sqlite:///gcsearch.db or "
-             "postgresql+psycopg://user:password@host/db (for workers on several machines).",
-    )] = DEFAULT_STORAGE,
+    study: StudyFileOpt,
+    storage: StorageOpt = DEFAULT_STORAGE,
     trials: Annotated[int | None, typer.Option(
         "--trials", "-n", min=1, metavar="N",
         help="Finished trials the study should hold (a target, not a count for this run). "
@@ -68,8 +61,8 @@ def run(
         "--workers", "-w", min=1, metavar="K",
         help="Worker processes on this machine (on several GPUs: cuda:0, cuda:1, ... in turn).",
     )] = 1,
-    device: DeviceOption = "auto",
-    data_dir: DataDirOption = None,
+    device: DeviceOpt = "auto",
+    data_dir: DataDirOpt = None,
     download: Annotated[bool, typer.Option(
         "--download", help="Fetch CIFAR into --data-dir when it is missing (needs a network).",
     )] = False,
@@ -78,21 +71,14 @@ def run(
         help="Seed of a new study (a trial trains with seed + its repeat index). Default: the study file's; a "
              "resumed study keeps its own.",
     )] = None,
-    quiet: QuietOption = False,
-    as_json: Annotated[bool, typer.Option(
-        "--json", help="Print a machine-readable summary on stdout at the end (progress goes to stderr).",
-    )] = False,
+    quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
     heartbeat: Annotated[int, typer.Option(
         "--heartbeat", min=1, metavar="SECONDS",
         help="Seconds between a running trial's heartbeats; a trial silent for 4x this long is taken as dead "
              "(its worker was killed) and run again.",
     )] = DEFAULT_HEARTBEAT,
-    artifacts: Annotated[str | None, typer.Option(
-        "--artifacts", envvar="GCSEARCH_ARTIFACTS", metavar="DIR",
-        help="Folder for each completed trial's trained weights (Optuna's artifact store; `gcsearch analyze` "
-             "and `export` read them). Default: <database>.artifacts beside a SQLite file; not kept for other "
-             "storages unless given. 'none': do not keep weights.",
-    )] = None,
+    artifacts: ArtifactsOpt = None,
 ) -> None:
     options = RunOptions(study=study, storage=storage, trials=trials, workers=workers,
                          device=None if device == "auto" else device, data_dir=data_dir, download=download,

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Any
 
-import typer
 from rich.table import Table
 
-from gcsearch.commands import StorageOption, StudyOption, console
+from gcsearch.commands import console
+from gcsearch.commands.options import JsonOpt, ReadStorageOpt, StudyOpt, TrialArg
 from gcsearch.commands.studies import local_time, study_dict
 from gcsearch.contract import Attr
 from gcsearch.report.labels import short_label
@@ -18,10 +18,10 @@ from gcsearch.storage.urls import DEFAULT_STORAGE
 
 
 def show(
-    trial: Annotated[int, typer.Argument(metavar="TRIAL", help="Trial number, as in the report's trials column.")],
-    study: StudyOption = None,
-    storage: StorageOption = DEFAULT_STORAGE,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the trial as JSON.")] = False,
+    trial: TrialArg,
+    study: StudyOpt = None,
+    storage: ReadStorageOpt = DEFAULT_STORAGE,
+    as_json: JsonOpt = False,
 ) -> None:
     """One trial in full: state, spec, metrics, per-epoch accuracy, seed, device, versions, why it stopped.
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Annotated, Any
+from typing import Any
 
-import typer
 from rich import box
 from rich.table import Table
 
-from gcsearch.commands import StorageOption, console, wide
+from gcsearch.commands import console, wide
+from gcsearch.commands.options import JsonOpt, ReadStorageOpt
 from gcsearch.contract import Meta, objective_names, proxy_settings
 from gcsearch.storage.reader import list_studies
 from gcsearch.storage.records import StudySummary
@@ -18,8 +18,8 @@ from gcsearch.storage.urls import DEFAULT_STORAGE, mask_url
 
 
 def studies(
-    storage: StorageOption = DEFAULT_STORAGE,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    storage: ReadStorageOpt = DEFAULT_STORAGE,
+    as_json: JsonOpt = False,
 ) -> None:
     """The studies in a storage: trial counts by state, dataset, last update.
 

@@ -21,7 +21,7 @@ from gcsearch.contract import Meta
 from gcsearch.errors import InputError
 from gcsearch.run.engine import Engine, default_engine
 from gcsearch.storage.artifacts import artifact_location, check_location
-from gcsearch.storage.urls import DEFAULT_STORAGE, mask_url
+from gcsearch.storage.urls import DEFAULT_STORAGE, StorageURL, mask_url
 from gcsearch.storage.writer import DEFAULT_HEARTBEAT, STORAGE_ERRORS, open_storage, storage_failure
 from gcsearch.study.lifecycle import as_created, make_sampler, open_study
 from gcsearch.study.parse import read_study_file
@@ -34,7 +34,7 @@ class RunOptions:
     """What `gcsearch run` was asked to do (one process's share of it)."""
 
     study: str
-    storage: str = DEFAULT_STORAGE
+    storage: str | StorageURL = DEFAULT_STORAGE  # as the command line resolved it (storage.urls.resolve_storage)
     trials: int | None = None
     workers: int = 1
     device: str | None = None

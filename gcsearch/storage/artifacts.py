@@ -18,13 +18,18 @@ import hashlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 
 from gcsearch.contract import Attr
 from gcsearch.errors import InputError
+from gcsearch.storage.reader import read_trial
+from gcsearch.storage.records import StudySummary, TrialRecord
 from gcsearch.storage.urls import StorageURL, resolve_storage
+
+if TYPE_CHECKING:
+    from gcsearch.model.weights import Weights
 
 OFF = ("none", "off")
 
@@ -110,3 +115,13 @@ def trial_weights(user_attrs: dict[str, Any], number: int, location: str | None 
     if kept.get("sha256") and hashlib.sha256(content).hexdigest() != kept["sha256"]:
         raise InputError(f"trial {number}: its weights file {where} is corrupt (checksum mismatch)")
     return content, str(where)
+
+
+def read_trial_weights(storage: str | StorageURL, study: str | None, number: int, artifacts: str | None
+                       ) -> tuple[StudySummary, TrialRecord, bytes, Weights]:
+    """A trial's record, its weights file's bytes and the checked `Weights` they hold (analyze, export)."""
+    from gcsearch.model.weights import read_weights  # torch loads here, once the trial is known to exist
+
+    summary, record = read_trial(storage, study, number)
+    content, where = trial_weights(record.user_attrs, number, artifacts)
+    return summary, record, content, read_weights(content, name=f"trial {number}: {where}")

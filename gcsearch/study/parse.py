@@ -73,6 +73,14 @@ def read_study_file(ref: str) -> StudySpec:
     return parse_study(text, source=f"studies/{ref}.toml", default_name=ref)
 
 
+def stored_study_name(ref: str | None) -> str | None:
+    """The stored study a command that reads one is asked for: `ref` itself (a name), or the name of the study
+    file it names (`mine.toml` -> its `name`, else `mine`); None stays None (the storage's only study)."""
+    if ref is None or not (ref.endswith(".toml") or Path(ref).is_file()):
+        return ref
+    return read_study_file(ref).name
+
+
 def parse_study(text: str, source: str = "<study>", default_name: str | None = None) -> StudySpec:
     """Validate a study file's text. Raises StudyFileError naming `source` and the offending key."""
     try:
