@@ -40,7 +40,7 @@ def report(
         "--output", "-o", metavar="FILE", help="Write the output to FILE instead of the terminal.")] = None,
     plot: Annotated[Path | None, typer.Option(
         "--plot", metavar="FILE",
-        help="Also draw accuracy vs GFLOPs to FILE (.png or .svg; needs matplotlib: pip install 'gcsearch[plots]').",
+        help="Also draw accuracy vs GFLOPs to FILE (.png or .svg; needs matplotlib: pip install 'gcsearch\\[plots]').",
     )] = None,
 ) -> None:
     """Which candidates are worth it? The Pareto front of a study, straight from its database.
