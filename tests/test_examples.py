@@ -1,0 +1,56 @@
+"""Every `gcsearch ...` example in every command's --help and in the README parses with the command's own parser:
+its options exist and its values are accepted (`analyze`'s example trial is checked in test_attention.py)."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+import typer.main
+
+from gcsearch.cli import app
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def _examples(text: str) -> list[str]:
+    text = re.sub(r"\[/?[a-z ]*\]", "", text)  # rich markup
+    found = []
+    for line in text.splitlines():
+        if not line.startswith(" ") and not line.startswith("gcsearch") and not line.startswith("until"):
+            continue  # prose: help examples are indented, README ones sit in code blocks
+        for part in re.split(r"&&|\||;|\$\(|`|>", line.split("#")[0]):
+            part = part.strip()
+            if part.startswith("gcsearch ") and "..." not in part:
+                found.append(part)
+    return found
+
+
+def _readme_examples() -> list[str]:
+    lines, inside = [], False
+    for line in README.read_text().replace("\\\n", " ").splitlines():
+        if line.startswith("```"):
+            inside = not inside and line in ("```", "```bash")
+            continue
+        if inside:
+            lines.append(line)
+    return _examples("\n".join(lines))
+
+
+HELP_EXAMPLES = [e for c in app.registered_commands for e in _examples(c.help or "")]
+
+
+@pytest.mark.parametrize("example", sorted(set(HELP_EXAMPLES + _readme_examples())))
+def test_the_example_parses(example: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    args = shlex.split(example)[1:]
+    group = typer.main.get_command(app)
+    command = group.commands[args[0]]
+    with command.make_context(args[0], args[1:]) as ctx:
+        assert ctx.params  # parsed: every option known, every value of its type
+
+
+def test_there_are_examples_to_check() -> None:
+    assert len(HELP_EXAMPLES) >= 20 and len(_readme_examples()) >= 10
