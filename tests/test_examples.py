@@ -29,12 +29,12 @@ def _examples(text: str) -> list[str]:
 
 
 def _readme_examples() -> list[str]:
-    lines, inside = [], False
+    lines, fence, shell = [], False, False
     for line in README.read_text().replace("\\\n", " ").splitlines():
         if line.startswith("```"):
-            inside = not inside and line in ("```", "```bash")
+            fence, shell = not fence, not fence and line in ("```", "```bash")
             continue
-        if inside:
+        if shell:
             lines.append(line)
     return _examples("\n".join(lines))
 
