@@ -107,3 +107,24 @@ def test_no_import_cycle_at_module_level() -> None:
 def test_no_module_is_longer_than_one_sitting() -> None:
     long = {m: n for m, p in MODULES.items() if (n := len(p.read_text(encoding="utf-8").splitlines())) > 400}
     assert not long, f"modules over 400 lines: {long}"
+
+
+# What the commands share lives beside them, in modules that are not commands.
+SHARED_COMMAND_MODULES = {"gcsearch.commands", "gcsearch.commands.options", "gcsearch.commands.view"}
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if m.startswith("gcsearch.commands.")
+                                          and m not in SHARED_COMMAND_MODULES))
+def test_no_command_imports_another(module: str) -> None:
+    others = sorted({m for m in imports(MODULES[module], module_level=False)
+                     if m.startswith("gcsearch.commands.") and m not in SHARED_COMMAND_MODULES and m != module})
+    assert not others, f"{module} imports the commands {others}: move what they share to commands/view.py, " \
+                       "commands/options.py or a part above"
+
+
+def test_every_command_module_is_a_registered_command() -> None:
+    from gcsearch.cli import app
+
+    commands = {m.rsplit(".", 1)[1] for m in MODULES if m.startswith("gcsearch.commands.")} - {
+        m.rsplit(".", 1)[1] for m in SHARED_COMMAND_MODULES if m.count(".") == 2}
+    assert commands == {c.name for c in app.registered_commands}

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from gcsearch.commands import console, err_console, interrupted, wide
 from gcsearch.commands.options import DataDirOpt, DeviceOpt, JsonOpt, QuietOpt, StorageOpt, StudyFileOpt
-from gcsearch.commands.run import LiveView
+from gcsearch.commands.view import choose_view, showing
 from gcsearch.report.check import (
     ICC_THRESHOLD,
     MOST_REPEATS,
@@ -23,7 +23,6 @@ from gcsearch.report.check import (
     stored_keys,
 )
 from gcsearch.run.engine import Engine
-from gcsearch.run.progress import LogLines, Reporter
 from gcsearch.run.setup import RunOptions, prepare
 from gcsearch.run.worker import work
 from gcsearch.storage.urls import DEFAULT_STORAGE, mask_url
@@ -118,16 +117,10 @@ check.__doc__ = HELP
 def train_study(options: RunOptions, spec: StudySpec, engine: Engine | None, out: Console, quiet: bool) -> int:
     """Create or resume one of the check's studies and run what it lacks; the trials trained."""
     run, queued = prepare(options, engine=engine, spec=spec)
-    view: Reporter = LogLines(write=lambda line: out.print(line, highlight=False, markup=False, soft_wrap=True)) \
-        if quiet or not out.is_terminal else LiveView(out, run)
+    view = choose_view(out, run, quiet)
     view.opened(run, queued)
-    if isinstance(view, LiveView):
-        view.start()
-    try:
+    with showing(view):
         return work(run, view)
-    finally:
-        if isinstance(view, LiveView):
-            view.stop()
 
 
 # --- output --------------------------------------------------------------------------------------------
