@@ -54,3 +54,19 @@ def test_the_example_parses(example: str, tmp_path: Path, monkeypatch: pytest.Mo
 
 def test_there_are_examples_to_check() -> None:
     assert len(HELP_EXAMPLES) >= 20 and len(_readme_examples()) >= 10
+
+
+def test_the_readme_shows_every_built_in_study_and_command_and_the_defaults() -> None:
+    from gcsearch.study.parse import builtin_studies
+    from gcsearch.training.config import ProxyConfig
+    from gcsearch.training.synthetic import SYNTHETIC_CLASSES
+
+    text = README.read_text()
+    table = [line for line in text.splitlines() if line.startswith("| `")]
+    assert sorted(line.split("`")[1] for line in table) == sorted(builtin_studies())
+    for command in app.registered_commands:
+        assert f"gcsearch {command.name}" in text
+    assert "`gcsearch inspect`" in (README.parent / "ARCHITECTURE.md").read_text()
+    example = text[text.index("A study file, every key explained"):]
+    assert f"lr = {ProxyConfig().lr}\n" in example
+    assert f"at 32x32 with {SYNTHETIC_CLASSES} classes" in text
