@@ -103,8 +103,31 @@ def test_analyze_measures_every_block_of_a_trained_trial(tmp_path: Path) -> None
     assert result["stages"][0]["stage"] == "c4" and result["stages"][0]["blocks"] == 2
     code, stdout, _ = cli_output("analyze", "1", "--storage", db, "--plot", str(tmp_path / "maps.png"))
     assert code == 0 and "attention" in stdout and (tmp_path / "maps.png").stat().st_size > 1000
-    code, stdout, _ = cli_output("analyze", "0", "--storage", db)
-    assert code == 0 and "nothing to measure" in stdout
+    for extra in ([], ["--plot", str(tmp_path / "none.png")], ["--json"]):  # trial 0: the block-less baseline
+        code, stdout, stderr = cli_output("analyze", "0", "--storage", db, *extra)
+        assert (code, stdout) == (2, "") and stderr.strip() == (
+            "error: trial 0 (none (baseline)) has no context or NL block: nothing to analyze; pick a trial with "
+            "one (gcsearch report -s a --all)")
+    assert not (tmp_path / "none.png").exists()
+
+
+def test_the_analyze_example_names_a_trial_with_a_block() -> None:
+    from gcsearch.cli import app
+    from gcsearch.study.parse import read_study_file
+
+    help_text = next(c for c in app.registered_commands if c.name == "analyze").help
+    example = next(line.split() for line in help_text.splitlines() if line.strip().startswith("gcsearch analyze"))
+    number, study = int(example[2]), example[example.index("-s") + 1]
+    candidate, _ = read_study_file(study).grid()[number]  # grid trials are numbered in queue order
+    assert candidate.spec.block == "nl"
+
+
+def test_analyze_normalizes_images_as_the_training_loop_does() -> None:
+    from gcsearch.model.attention import normalized
+
+    x = torch.tensor([[[[0, 255]], [[10, 20]]]], dtype=torch.uint8)
+    out = normalized(x, (127.5, 15.0), (127.5, 5.0))
+    assert out.tolist() == [[[[-1.0, 1.0]], [[-1.0, 1.0]]]]
 
 
 def test_only_the_blocks_a_candidate_places_are_measured() -> None:

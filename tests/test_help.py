@@ -68,3 +68,12 @@ def test_prose_rewraps_and_examples_keep_their_lines(command: str, width: int, m
 def test_reflow_joins_prose_and_keeps_indented_lines() -> None:
     text = "First line.\n\n    One sentence\n    hard-wrapped.\n\n      gcsearch run\n      gcsearch report\n    "
     assert reflow(text) == "First line.\n\nOne sentence hard-wrapped.\n\n  gcsearch run\n  gcsearch report"
+
+
+def test_version_and_extras_in_help_survive_rich_markup(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gcsearch import __version__
+
+    code, out, _ = cli_output("--version")
+    assert (code, out) == (0, f"gcsearch {__version__}\n")
+    text = " ".join("\n".join(help_text("report", 200, monkeypatch)).replace("│", " ").split())
+    assert "pip install 'gcsearch[plots]'" in text

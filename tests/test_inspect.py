@@ -45,7 +45,7 @@ def test_spec_file_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture) -> 
     assert code == 0
     first = json.loads(out)
     assert first["spec"]["stages"] == ["c2", "c4"] and first["spec"]["depth"] == [1, 2, 2, 1]
-    assert first["input_size"] == [3, 32, 32] and first["num_classes"] == 10  # proxy defaults
+    assert first["input_size"] == [3, 32, 32] and first["num_classes"] == 5  # proxy defaults: the built-in set
     path = tmp_path / "spec.json"
     path.write_text(json.dumps(first["spec"]))
     code, out, _ = run(["--spec", str(path), "--json"], capsys)
@@ -95,7 +95,8 @@ def test_latency(capsys: pytest.CaptureFixture) -> None:
     (["--depth", "1,2"], "depth"),
     (["--width", "many"], "'--width'"),
     (["--input-size", "big"], "input-size"),
-    (["--num-classes", "0"], "num-classes"),
+    (["--classes", "0"], "classes: expected a positive integer"),
+    (["--dataset", "imagenet"], "dataset: 'imagenet' is not one of synthetic, cifar10, cifar100"),
     (["--device", "tpu"], "device"),
 ])
 def test_invalid_values_exit_2_with_one_line(args: list[str], field: str, capsys: pytest.CaptureFixture) -> None:
@@ -149,3 +150,29 @@ def test_console_script_exit_code_and_help() -> None:
         assert option in helped.stdout
     assert "gcsearch inspect --backbone resnet50 --block gc" in helped.stdout
     assert "(default: c3,c4,c5)" in helped.stdout
+
+
+def test_stages_take_every_form_a_study_file_takes(capsys: pytest.CaptureFixture) -> None:
+    outs = []
+    for stages in ("c3-c5", "c3,c4,c5", "c5, c3,c4"):
+        code, out, err = run(["--stages", stages, "--json"], capsys)
+        assert code == 0, err
+        outs.append(json.loads(out))
+    assert outs[0] == outs[1] == outs[2] and outs[0]["spec"]["stages"] == ["c3", "c4", "c5"]
+    code, _, err = run(["--stages", "c5-c3"], capsys)
+    assert code == 2 and err.strip() == "error: stages: empty stage range 'c5-c3'"
+
+
+def test_proxy_counts_match_a_study_on_the_built_in_dataset_and_say_where_the_classes_come_from(
+        capsys: pytest.CaptureFixture) -> None:
+    from gcsearch.training.synthetic import SYNTHETIC_CLASSES
+
+    code, out, _ = run(["--json"], capsys)  # a proxy backbone: the synthetic set's 5 classes, as a study's trials
+    assert code == 0 and json.loads(out)["num_classes"] == SYNTHETIC_CLASSES == 5
+    assert json.loads(out)["params"] == 707_183
+    code, out, _ = run(["--dataset", "cifar10", "--json"], capsys)
+    assert json.loads(out)["num_classes"] == 10 and json.loads(out)["params"] == 707_828  # + 5 x (128 + 1)
+    code, out, _ = run([], capsys)
+    assert "5 classes (the synthetic dataset's; --classes or --dataset to change)" in " ".join(out.split())
+    code, out, _ = run(["--classes", "7", "--json"], capsys)
+    assert json.loads(out)["num_classes"] == 7

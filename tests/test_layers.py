@@ -127,3 +127,24 @@ def test_only_the_adapter_touches_optuna_private_attributes() -> None:
             elif isinstance(node, ast.Constant) and node.value == "fixed_params":
                 found.append(f"{module}:{node.lineno} 'fixed_params'")
     assert not found, f"only {OPTUNA_ADAPTER} may reach into Optuna: {found}"
+
+
+# What the commands share lives beside them, in modules that are not commands.
+SHARED_COMMAND_MODULES = {"gcsearch.commands", "gcsearch.commands.options", "gcsearch.commands.view"}
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if m.startswith("gcsearch.commands.")
+                                          and m not in SHARED_COMMAND_MODULES))
+def test_no_command_imports_another(module: str) -> None:
+    others = sorted({m for m in imports(MODULES[module], module_level=False)
+                     if m.startswith("gcsearch.commands.") and m not in SHARED_COMMAND_MODULES and m != module})
+    assert not others, f"{module} imports the commands {others}: move what they share to commands/view.py, " \
+                       "commands/options.py or a part above"
+
+
+def test_every_command_module_is_a_registered_command() -> None:
+    from gcsearch.cli import app
+
+    commands = {m.rsplit(".", 1)[1] for m in MODULES if m.startswith("gcsearch.commands.")} - {
+        m.rsplit(".", 1)[1] for m in SHARED_COMMAND_MODULES if m.count(".") == 2}
+    assert commands == {c.name for c in app.registered_commands}

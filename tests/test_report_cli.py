@@ -110,7 +110,7 @@ def test_missing_storage_is_not_created(capsys, tmp_path):
     missing = tmp_path / "missing.db"
     for command in (["report"], ["studies"], ["show", "0"]):
         code, _, err = run(capsys, *command, "--storage", f"sqlite:///{missing}")
-        assert code == 2 and err.strip() == f"error: storage: {missing}: no such file"
+        assert code == 2 and err.strip() == f"error: --storage: {missing}: no such file"
     assert not missing.exists() and list(tmp_path.iterdir()) == []
 
 

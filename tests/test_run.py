@@ -296,7 +296,8 @@ def test_json_summary(tmp_path: Path, db: str, capsys: pytest.CaptureFixture[str
 
 
 @pytest.mark.parametrize(("url", "code", "message"), [
-    ("not a url", 2, "is not a database URL"),
+    ("postgresql+psycopg://gc:s3cret-pw@127.0.0.1:port/gc", 2,
+     "'postgresql+psycopg://gc:***@127.0.0.1:port/gc' is not a database URL"),
     ("nosuchdb://host/x", 2, "unknown database kind 'nosuchdb'"),
     ("postgresql+psycopg://gc:s3cret-pw@127.0.0.1:1/gc", 1, "cannot reach postgresql+psycopg://gc:***@127.0.0.1:1/gc"),
     ("sqlite:////no/such/folder/gc.db", 2, "the folder '/no/such/folder' for sqlite:////no/such/folder/gc.db "

@@ -1,11 +1,10 @@
 """One module per CLI command; `gcsearch.cli` registers them on the app. Here: what they share (the consoles,
-the one-line error, the options of the commands that read a storage)."""
+the one-line error); options.py holds the shared options, view.py the shared output. No command imports another."""
 
 from __future__ import annotations
 
-from typing import Annotated, NoReturn
+from typing import NoReturn
 
-import typer
 from rich.console import Console
 from rich.markup import escape
 
@@ -32,23 +31,6 @@ def wide(out: Console) -> Console:
     if out.is_terminal:
         return out
     return Console(width=200, color_system=None, soft_wrap=False)
-
-
-# The options of the commands that only read a storage (report, studies, show).
-StorageOption = Annotated[str, typer.Option(
-    "--storage", metavar="URL", envvar="GCSEARCH_STORAGE",
-    help="Where the trials live: a SQLAlchemy URL (sqlite:///gcsearch.db, postgresql+psycopg://...) or the path "
-         "of a SQLite file. Opened read-only; a missing file is an error, never a new database.")]
-StudyOption = Annotated[str | None, typer.Option(
-    "--study", "-s", metavar="NAME", help="Study name; may be left out when the storage holds one study.")]
-
-# The options of the commands that train (run, check).
-DeviceOption = Annotated[str, typer.Option(
-    "--device", metavar="DEVICE", help="auto (cuda when present, else cpu), cpu, cuda, cuda:1, ...")]
-DataDirOption = Annotated[str | None, typer.Option(
-    "--data-dir", envvar="GCSEARCH_DATA_DIR", metavar="DIR",
-    help="Where the dataset's files are (CIFAR's extracted batches, an image folder).")]
-QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Plain log lines instead of the live view.")]
 
 
 def interrupted() -> NoReturn:

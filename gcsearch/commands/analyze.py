@@ -3,38 +3,33 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from gcsearch.commands import StorageOption, StudyOption, console, wide
-from gcsearch.commands.export import ArtifactsOption, TrialArgument, read_trial_weights
-from gcsearch.contract import proxy_settings
-from gcsearch.errors import InputError
+from gcsearch.commands import console, wide
+from gcsearch.commands.options import ArtifactsOpt, DataDirOpt, JsonOpt, ReadStorageOpt, StudyOpt, TrialArg
+from gcsearch.report.attention import PAPER, analyze_trial
+from gcsearch.storage.artifacts import read_trial_weights
 from gcsearch.storage.urls import DEFAULT_STORAGE
 
-# The paper's figures (GCNet, Table 1): a trained NL block's mean cosine distances (input, attention, output).
-PAPER = {"COCO, Mask R-CNN": (0.401, 0.020, 0.012), "ImageNet": (0.358, 0.004, 0.003)}
 PLOT_IMAGES = 3
 
 
 def analyze(
-    trial: TrialArgument,
-    study: StudyOption = None,
-    storage: StorageOption = DEFAULT_STORAGE,
-    artifacts: ArtifactsOption = None,
+    trial: TrialArg,
+    study: StudyOpt = None,
+    storage: ReadStorageOpt = DEFAULT_STORAGE,
+    artifacts: ArtifactsOpt = None,
     images: Annotated[int | None, typer.Option(
         "--images", min=1, metavar="N", help="Validation images to measure on (default: all of the study's).")] = None,
-    data_dir: Annotated[str | None, typer.Option(
-        "--data-dir", envvar="GCSEARCH_DATA_DIR", metavar="DIR",
-        help="Where the study's dataset is (CIFAR's batches, an image folder), when not where the run had it.")] = None,
+    data_dir: DataDirOpt = None,
     plot: Annotated[Path | None, typer.Option(
         "--plot", metavar="FILE.png",
         help="Draw the attention maps of a few validation images over the images.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Is the trained model's context query-independent? The GCNet paper's measurement on one trial.
 
@@ -49,35 +44,15 @@ def analyze(
     [bold]Examples[/]
 
       gcsearch run --study attention && gcsearch report --study attention
-      gcsearch analyze 1 -s attention --plot attention.png
+      gcsearch analyze 3 -s attention --plot attention.png  [dim]# an NL trial[/]
     """
     if plot is not None:
         from gcsearch.report.attention_plot import check_plot_path
 
         plot = check_plot_path(plot)
     summary, record, _content, weights = read_trial_weights(storage, study, trial, artifacts)
-    import torch
-
-    from gcsearch.model.attention import analyze_model
-    from gcsearch.training.config import ProxyConfig
-    from gcsearch.training.data import load_data
-
-    settings = proxy_settings(summary.meta)
-    if not settings:
-        raise InputError(f"study {summary.name!r} holds no proxy settings: not a gcsearch study")
-    cfg = ProxyConfig.from_dict({**settings, **({"data_dir": data_dir} if data_dir else {})})
-    data = load_data(cfg, "cpu")
-    x = data.x_val[:images] if images else data.x_val
-    mean = torch.tensor(weights.info.get("mean") or data.mean).view(1, -1, 1, 1)
-    std = torch.tensor(weights.info.get("std") or data.std).view(1, -1, 1, 1)
-    model = weights.build()
-    started = time.perf_counter()
-    stats = analyze_model(model, (x.float() - mean) / std, keep_maps=PLOT_IMAGES if plot else 0)
-    seconds = time.perf_counter() - started
-    rows = [s.row() for s in stats]
-    result = {"study": summary.name, "trial": record.number, "label": weights.spec.label(),
-              "images": int(x.shape[0]), "seconds": round(seconds, 3), "blocks": rows, "stages": stage_means(rows),
-              "paper_nl": {k: dict(zip(("input", "attention", "output"), v, strict=True)) for k, v in PAPER.items()}}
+    result, x, stats = analyze_trial(summary, record, weights, images=images, data_dir=data_dir,
+                                     keep_maps=PLOT_IMAGES if plot else 0)
     if plot is not None:
         from gcsearch.report.attention_plot import draw_attention
 
@@ -88,26 +63,10 @@ def analyze(
     _print(result, plot)
 
 
-def stage_means(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The blocks' figures averaged per stage and kind of block."""
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for row in rows:
-        groups.setdefault((row["stage"], row["kind"]), []).append(row)
-    out = []
-    for (stage, kind), members in groups.items():
-        mean = {k: (sum(m[k] for m in members) / len(members) if all(m[k] is not None for m in members) else None)
-                for k in ("input", "attention", "output", "entropy")}
-        out.append({"stage": stage, "kind": kind, "blocks": len(members), **mean})
-    return out
-
-
 def _print(result: dict[str, Any], plot: Path | None) -> None:
     out = wide(console)
     out.print(f"[bold]trial {result['trial']}[/] of study {result['study']}: {result['label']}, "
               f"{result['images']} validation images, {result['seconds']:.1f} s", highlight=False)
-    if not result["blocks"]:
-        out.print("no NL or context blocks in this model: nothing to measure", highlight=False)
-        return
     table = Table(header_style="bold", box=None, pad_edge=False)
     for name, justify in (("block", "left"), ("kind", "left"), ("positions", "right"), ("input", "right"),
                           ("attention", "right"), ("output", "right"), ("entropy", "right")):

@@ -10,8 +10,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from gcsearch.commands import DataDirOption, DeviceOption, QuietOption, console, err_console, interrupted, wide
-from gcsearch.commands.run import LiveView
+from gcsearch.commands import console, err_console, interrupted, wide
+from gcsearch.commands.options import DataDirOpt, DeviceOpt, JsonOpt, QuietOpt, StorageOpt, StudyFileOpt
+from gcsearch.commands.view import choose_view, showing
 from gcsearch.report.check import (
     ICC_THRESHOLD,
     MOST_REPEATS,
@@ -22,12 +23,11 @@ from gcsearch.report.check import (
     stored_keys,
 )
 from gcsearch.run.engine import Engine
-from gcsearch.run.progress import LogLines, Reporter
 from gcsearch.run.setup import RunOptions, prepare
 from gcsearch.run.worker import work
 from gcsearch.storage.urls import DEFAULT_STORAGE, mask_url
 from gcsearch.study.check import CheckPlan, plan_check, refuse_other_candidates
-from gcsearch.study.parse import builtin_studies, read_study_file
+from gcsearch.study.parse import read_study_file
 from gcsearch.study.spec import StudySpec
 
 HELP = """Is the proxy good enough? A few candidates, several seeds each: do they differ by more than the seeds do?
@@ -65,10 +65,7 @@ below 2, --candidates below 1, --longer not above 1), 130 interrupted (run it ag
 
 def check(
     ctx: typer.Context,
-    study: Annotated[str, typer.Option(
-        "--study", "-s", metavar="NAME|PATH",
-        help=f"The study to check: a built-in one ({', '.join(builtin_studies())}) or a study file (.toml).",
-    )],
+    study: StudyFileOpt,
     candidates: Annotated[int, typer.Option(
         "--candidates", "-n", metavar="N", help="Candidates besides the baseline, chosen to span the space.",
     )] = 4,
@@ -83,16 +80,11 @@ def check(
         "--difference", metavar="POINTS",
         help="The accuracy difference to find: how many seeds it needs (default: the spread of the candidates).",
     )] = None,
-    storage: Annotated[str, typer.Option(
-        "--storage", envvar="GCSEARCH_STORAGE", metavar="URL",
-        help="Where the check's trials are kept, as for run: sqlite:///gcsearch.db, postgresql+psycopg://...",
-    )] = DEFAULT_STORAGE,
-    device: DeviceOption = "auto",
-    data_dir: DataDirOption = None,
-    quiet: QuietOption = False,
-    as_json: Annotated[bool, typer.Option(
-        "--json", help="Print the figures as one JSON object on stdout (progress goes to stderr).",
-    )] = False,
+    storage: StorageOpt = DEFAULT_STORAGE,
+    device: DeviceOpt = "auto",
+    data_dir: DataDirOpt = None,
+    quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     plan = plan_check(read_study_file(study), candidates=candidates, seeds=seeds, longer=longer)
     check_difference(difference)
@@ -125,16 +117,10 @@ check.__doc__ = HELP
 def train_study(options: RunOptions, spec: StudySpec, engine: Engine | None, out: Console, quiet: bool) -> int:
     """Create or resume one of the check's studies and run what it lacks; the trials trained."""
     run, queued = prepare(options, engine=engine, spec=spec)
-    view: Reporter = LogLines(write=lambda line: out.print(line, highlight=False, markup=False, soft_wrap=True)) \
-        if quiet or not out.is_terminal else LiveView(out, run)
+    view = choose_view(out, run, quiet)
     view.opened(run, queued)
-    if isinstance(view, LiveView):
-        view.start()
-    try:
+    with showing(view):
         return work(run, view)
-    finally:
-        if isinstance(view, LiveView):
-            view.stop()
 
 
 # --- output --------------------------------------------------------------------------------------------

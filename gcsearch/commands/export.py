@@ -7,30 +7,24 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from gcsearch.commands import StorageOption, StudyOption, console
+from gcsearch.commands import console
+from gcsearch.commands.options import ArtifactsOpt, ReadStorageOpt, StudyOpt, TrialArg
 from gcsearch.errors import InputError
-from gcsearch.storage.artifacts import trial_weights
-from gcsearch.storage.reader import read_trial
-from gcsearch.storage.records import StudySummary, TrialRecord
+from gcsearch.storage.artifacts import read_trial_weights
 from gcsearch.storage.urls import DEFAULT_STORAGE
 from gcsearch.units import si
 
 if TYPE_CHECKING:
-    from gcsearch.model.weights import Weights
+    pass
 
-TrialArgument = Annotated[int, typer.Argument(metavar="TRIAL", help="Trial number, as in the report's trials column.")]
-ArtifactsOption = Annotated[str | None, typer.Option(
-    "--artifacts", envvar="GCSEARCH_ARTIFACTS", metavar="DIR",
-    help="The folder the weights were kept in, when it moved since the run (default: the one the trial "
-         "recorded).")]
 
 
 def export(
-    trial: TrialArgument,
+    trial: TrialArg,
     output: Annotated[Path, typer.Option("--output", "-o", metavar="FILE", help="The file to write (model.pt).")],
-    study: StudyOption = None,
-    storage: StorageOption = DEFAULT_STORAGE,
-    artifacts: ArtifactsOption = None,
+    study: StudyOpt = None,
+    storage: ReadStorageOpt = DEFAULT_STORAGE,
+    artifacts: ArtifactsOpt = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite FILE when it exists.")] = False,
 ) -> None:
     """A trial's trained model in one file: its weights, its spec and a checksum.
@@ -54,13 +48,3 @@ def export(
     console.print(f"trial {record.number} ({weights.spec.label()}): weights and spec written to {output} "
                   f"({len(content) / 1e6:.2f} MB, {si(params)} values); load it with "
                   f"gcsearch.load_model({str(output)!r})", highlight=False, soft_wrap=True)
-
-
-def read_trial_weights(storage: str, study: str | None, number: int, artifacts: str | None
-                       ) -> tuple[StudySummary, TrialRecord, bytes, Weights]:
-    """A trial's record, its weights file's bytes and the checked `Weights` they hold."""
-    from gcsearch.model.weights import read_weights
-
-    summary, record = read_trial(storage, study, number)
-    content, where = trial_weights(record.user_attrs, number, artifacts)
-    return summary, record, content, read_weights(content, name=f"trial {number}: {where}")

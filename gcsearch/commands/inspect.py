@@ -61,8 +61,13 @@ def inspect(
         "--input-size", metavar="SIZE", show_default=False,
         help="Image size: 224 means 3x224x224; also HxW or CxHxW. (default: 224, proxy backbones 32)")] = None,
     num_classes: Annotated[int | None, typer.Option(
-        "--num-classes", metavar="N", show_default=False,
-        help="Classes of the head. (default: 1000, proxy backbones 10)")] = None,
+        "--classes", "--num-classes", metavar="N", show_default=False,
+        help="Classes of the head. (default: the dataset's: 1000 for ImageNet backbones, and for proxy backbones "
+             "those of --dataset)")] = None,
+    dataset: Annotated[str, typer.Option(
+        "--dataset", metavar="NAME", show_default=False,
+        help=f"Proxy backbones: the dataset whose classes the head has, {', '.join(DATASET_CLASSES)}. "
+             "(default: synthetic, as the built-in studies)")] = "synthetic",
     latency: Annotated[bool, typer.Option(
         "--latency",
         help="Also time forward and forward+backward passes (batch of one, median after warm-up).")] = False,
@@ -94,7 +99,7 @@ def inspect(
     spec = _read_spec(spec_file, given) if spec_file is not None else ArchSpec(**given)
     small = BACKBONES[spec.backbone].stem == "small"
     size = _parse_input_size(input_size) if input_size is not None else (3, 32, 32) if small else (3, 224, 224)
-    num_classes = (10 if small else 1000) if num_classes is None else positive_int("num-classes", num_classes)
+    num_classes, classes_from = _classes(num_classes, dataset, small)
     if device.split(":")[0] not in ("cpu", "cuda"):
         raise InputError(f"device: {device!r} is not one of cpu, cuda")
 
@@ -106,7 +111,23 @@ def inspect(
                "block_flops_share": result.block_flops_share}
         typer.echo(json.dumps(out, indent=2))
         return
-    _print_table(result)
+    _print_table(result, classes_from)
+
+
+# The classes of the datasets a study can train on (a folder's are its subfolders: give --classes).
+DATASET_CLASSES = {"synthetic": 5, "cifar10": 10, "cifar100": 100}
+
+
+def _classes(given: int | None, dataset: str, small: bool) -> tuple[int, str]:
+    """The head's classes and where they come from, said in the output so that counts can be compared."""
+    if given is not None:
+        return positive_int("classes", given), "--classes"
+    if dataset not in DATASET_CLASSES:
+        raise InputError(f"dataset: {dataset!r} is not one of {', '.join(DATASET_CLASSES)} (for an image folder "
+                         "give --classes)")
+    if not small:
+        return 1000, "ImageNet's; --classes to change"
+    return DATASET_CLASSES[dataset], f"the {dataset} dataset's; --classes or --dataset to change"
 
 
 def _read_spec(path: Path, given: dict[str, Any]) -> ArchSpec:
@@ -145,7 +166,7 @@ def _human(n: float) -> str:
     return si(n, ".4g", kilo="K", small=",.0f")
 
 
-def _print_table(result: Any) -> None:
+def _print_table(result: Any, classes_from: str) -> None:
     spec = result.spec
     base_flops = result.flops - result.block_flops
     table = Table(box=box.SIMPLE_HEAD, title=f"{spec.backbone}: {spec.label()}", title_justify="left", pad_edge=False)
@@ -173,7 +194,7 @@ def _print_table(result: Any) -> None:
     size = "x".join(str(d) for d in result.input_size)
     console.print(
         f"params {result.params:,} (blocks {result.block_params:+,}), FLOPs {result.flops:,} (blocks "
-        f"{result.block_flops:+,}) on one {size} image, {result.num_classes} classes.\n"
+        f"{result.block_flops:+,}) on one {size} image, {result.num_classes} classes ({classes_from}).\n"
         "FLOPs count multiply-adds (fvcore, eval mode). blocks: context blocks placed / residual blocks; C: the "
         "channels they see; +params, +FLOPs: the blocks' cost against the same backbone with block none; share: "
         f"+FLOPs over that backbone's FLOPs. key {spec.key}", highlight=False)

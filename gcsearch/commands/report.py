@@ -9,7 +9,8 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from gcsearch.commands import StorageOption, StudyOption, console, err_console, wide
+from gcsearch.commands import console, err_console, wide
+from gcsearch.commands.options import ReadStorageOpt, StudyOpt
 from gcsearch.errors import InputError
 from gcsearch.report.build import SORT_KEYS, Report, read_report
 from gcsearch.report.formats import FORMATS, display_columns, header_lines, render, text_table, text_table_width
@@ -18,8 +19,8 @@ from gcsearch.storage.urls import DEFAULT_STORAGE
 
 
 def report(
-    study: StudyOption = None,
-    storage: StorageOption = DEFAULT_STORAGE,
+    study: StudyOpt = None,
+    storage: ReadStorageOpt = DEFAULT_STORAGE,
     all_rows: Annotated[bool, typer.Option(
         "--all", help="Every finished candidate, front rows marked '*', infeasible ones named.")] = False,
     sort: Annotated[str | None, typer.Option(
@@ -39,7 +40,7 @@ def report(
         "--output", "-o", metavar="FILE", help="Write the output to FILE instead of the terminal.")] = None,
     plot: Annotated[Path | None, typer.Option(
         "--plot", metavar="FILE",
-        help="Also draw accuracy vs GFLOPs to FILE (.png or .svg; needs matplotlib: pip install 'gcsearch[plots]').",
+        help="Also draw accuracy vs GFLOPs to FILE (.png or .svg; needs matplotlib: pip install 'gcsearch\\[plots]').",
     )] = None,
 ) -> None:
     """Which candidates are worth it? The Pareto front of a study, straight from its database.

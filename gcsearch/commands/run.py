@@ -7,23 +7,18 @@ import time
 from typing import Annotated
 
 import typer
-from optuna.trial import FrozenTrial
-from rich.console import Console, Group
-from rich.live import Live
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
-from rich.text import Text
+from rich.console import Console
 
-from gcsearch.commands import DataDirOption, DeviceOption, QuietOption, console, err_console, interrupted
-from gcsearch.contract import Attr, Counts, count_trials
+from gcsearch.commands import console, err_console, interrupted
+from gcsearch.commands.options import ArtifactsOpt, DataDirOpt, DeviceOpt, JsonOpt, QuietOpt, StorageOpt, StudyFileOpt
+from gcsearch.commands.view import LiveView, best_table, choose_view, showing
 from gcsearch.run.engine import Engine
 from gcsearch.run.local import run_local_workers
-from gcsearch.run.progress import Best, LogLines, Reporter, Summary, TrialOutcome, format_count, format_outcome
+from gcsearch.run.progress import Summary
 from gcsearch.run.setup import Run, RunOptions, prepare
 from gcsearch.run.worker import summarize, work
 from gcsearch.storage.urls import DEFAULT_STORAGE
 from gcsearch.storage.writer import DEFAULT_HEARTBEAT
-from gcsearch.study.parse import builtin_studies
 
 HELP = """Run a study: build each candidate, count its FLOPs, train it briefly, store the result.
 
@@ -50,15 +45,8 @@ error, named as file:key), 130 interrupted (the running trial is recorded and qu
 
 def run(
     ctx: typer.Context,
-    study: Annotated[str, typer.Option(
-        "--study", "-s", metavar="NAME|PATH",
-        help=f"A built-in study ({', '.join(builtin_studies())}) or the path to a study file (.toml).",
-    )],
-    storage: Annotated[str, typer.Option(
-        "--storage", envvar="GCSEARCH_STORAGE", metavar="URL",
-        help="Where trials are kept: any SQLAlchemy URL, e.g. sqlite:///gcsearch.db or "
-             "postgresql+psycopg://user:password@host/db (for workers on several machines).",
-    )] = DEFAULT_STORAGE,
+    study: StudyFileOpt,
+    storage: StorageOpt = DEFAULT_STORAGE,
     trials: Annotated[int | None, typer.Option(
         "--trials", "-n", min=1, metavar="N",
         help="Finished trials the study should hold (a target, not a count for this run). "
@@ -68,8 +56,8 @@ def run(
         "--workers", "-w", min=1, metavar="K",
         help="Worker processes on this machine (on several GPUs: cuda:0, cuda:1, ... in turn).",
     )] = 1,
-    device: DeviceOption = "auto",
-    data_dir: DataDirOption = None,
+    device: DeviceOpt = "auto",
+    data_dir: DataDirOpt = None,
     download: Annotated[bool, typer.Option(
         "--download", help="Fetch CIFAR into --data-dir when it is missing (needs a network).",
     )] = False,
@@ -78,21 +66,14 @@ def run(
         help="Seed of a new study (a trial trains with seed + its repeat index). Default: the study file's; a "
              "resumed study keeps its own.",
     )] = None,
-    quiet: QuietOption = False,
-    as_json: Annotated[bool, typer.Option(
-        "--json", help="Print a machine-readable summary on stdout at the end (progress goes to stderr).",
-    )] = False,
+    quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
     heartbeat: Annotated[int, typer.Option(
         "--heartbeat", min=1, metavar="SECONDS",
         help="Seconds between a running trial's heartbeats; a trial silent for 4x this long is taken as dead "
              "(its worker was killed) and run again.",
     )] = DEFAULT_HEARTBEAT,
-    artifacts: Annotated[str | None, typer.Option(
-        "--artifacts", envvar="GCSEARCH_ARTIFACTS", metavar="DIR",
-        help="Folder for each completed trial's trained weights (Optuna's artifact store; `gcsearch analyze` "
-             "and `export` read them). Default: <database>.artifacts beside a SQLite file; not kept for other "
-             "storages unless given. 'none': do not keep weights.",
-    )] = None,
+    artifacts: ArtifactsOpt = None,
 ) -> None:
     options = RunOptions(study=study, storage=storage, trials=trials, workers=workers,
                          device=None if device == "auto" else device, data_dir=data_dir, download=download,
@@ -102,25 +83,18 @@ def run(
     # Tests hand in an Engine with fakes as the context object (gcsearch.cli.main(argv, engine=...)).
     engine = ctx.obj if isinstance(ctx.obj, Engine) else None
     run_, queued = prepare(options, engine=engine, train=workers == 1)
-    view: Reporter = LogLines(write=lambda line: out.print(line, highlight=False, markup=False, soft_wrap=True)) \
-        if quiet or not out.is_terminal else LiveView(out, run_)
+    view = choose_view(out, run_, quiet)
     view.opened(run_, queued)
     trained = 0
     try:
-        if isinstance(view, LiveView):
-            view.start()
-        if workers > 1:
-            log = None if isinstance(view, LiveView) else "stderr" if as_json else "stdout"
-            trained = run_local_workers(run_, view, log=log)
-        else:
-            trained = work(run_, view)
+        with showing(view):
+            if workers > 1:
+                log = None if isinstance(view, LiveView) else "stderr" if as_json else "stdout"
+                trained = run_local_workers(run_, view, log=log)
+            else:
+                trained = work(run_, view)
     except KeyboardInterrupt:
-        if isinstance(view, LiveView):
-            view.stop()
         interrupted()
-    finally:
-        if isinstance(view, LiveView):
-            view.stop()
     summary = summarize(run_, time.monotonic() - started, trained)
     print_summary(out, summary, run_)
     if as_json:
@@ -131,18 +105,6 @@ run.__doc__ = HELP
 
 
 # --- output --------------------------------------------------------------------------------------------
-
-
-def best_table(best: list[Best], title: str = "best so far (the front: accuracy up, cost down)") -> Table:
-    table = Table(title=title, title_justify="left", title_style="bold", box=None, pad_edge=False)
-    table.add_column("candidate")
-    table.add_column("accuracy", justify="right")
-    table.add_column("FLOPs", justify="right")
-    table.add_column("params", justify="right")
-    table.add_column("trials", justify="right")
-    for b in best:
-        table.add_row(b.label, f"{b.accuracy:.2f}%", format_count(b.flops), format_count(b.params), str(b.trials))
-    return table
 
 
 def print_summary(out: Console, summary: Summary, run: Run) -> None:
@@ -170,73 +132,3 @@ def print_summary(out: Console, summary: Summary, run: Run) -> None:
 def _duration(seconds: float) -> str:
     m, s = divmod(int(round(seconds)), 60)
     return f"{m}m{s:02d}s" if m else f"{seconds:.1f} s"
-
-
-class LiveView(Reporter):
-    """A bar for the study's trials, one for the running trial's steps, and the best candidates so far."""
-
-    def __init__(self, out: Console, run: Run) -> None:
-        self.out = out
-        self.run = run
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TaskProgressColumn(), TimeElapsedColumn(), console=out)
-        self.trials_task = self.progress.add_task("trials", total=run.target)
-        self.trial_task = self.progress.add_task("", total=1, visible=False)
-        self.lines: list[str] = []
-        self.running: list[str] = []
-        self.best: list[Best] = []
-        self.live = Live(Group(self.progress), console=out, refresh_per_second=4, transient=True,
-                         redirect_stdout=False, redirect_stderr=False, get_renderable=self._render)
-        self._epoch_text = ""
-
-    def _render(self) -> Group:
-        parts: list = [self.progress]
-        parts += [Text(line, style="dim") for line in self.running]
-        if self.best:
-            parts.append(best_table(self.best))
-        return Group(*parts)
-
-    def start(self) -> None:
-        self.live.start()
-
-    def stop(self) -> None:
-        if self.live.is_started:
-            self.live.stop()
-
-    def _counts(self, counts: Counts) -> None:
-        self.progress.update(self.trials_task, completed=min(counts.finished, self.run.target),
-                             description=f"trials ({counts.failed} failed)" if counts.failed else "trials")
-
-    def opened(self, run: Run, queued: int) -> None:
-        counts = count_trials(run.study.get_trials(deepcopy=False))
-        self.out.print(f"[bold]{run.spec.name}[/] in {run.where}: sampler {run.spec.sampler}, {run.spec.size} "
-                       f"points, target {run.target} finished trials ({counts.finished} already), device "
-                       f"{run.device_name}", highlight=False)
-        self._counts(counts)
-
-    def trial_started(self, number: int, label: str, repeat: int, epochs: int) -> None:
-        self._epoch_text = f"trial {number}: {label} (repeat {repeat})"
-        self.progress.reset(self.trial_task, total=1, completed=0, visible=True, description=self._epoch_text)
-
-    def step(self, step: int, total: int) -> None:
-        self.progress.update(self.trial_task, total=total, completed=step)
-
-    def epoch(self, epoch: int, accuracy: float) -> None:
-        self.progress.update(self.trial_task, description=f"{self._epoch_text} epoch {epoch}: {accuracy:.1f}%")
-
-    def trial_finished(self, outcome: TrialOutcome, counts: Counts, best: list[Best]) -> None:
-        self.progress.update(self.trial_task, visible=False)
-        self.progress.console.print(f"trial {outcome.number} {format_outcome(outcome)}", highlight=False,
-                                    markup=False)
-        self._counts(counts)
-        self.best = best
-
-    def waiting(self, counts: Counts, running: list[FrozenTrial], best: list[Best]) -> None:
-        epochs = self.run.spec.proxy.epochs
-        self.running = [f"  running: trial {t.number} {t.user_attrs.get(Attr.LABEL, '')} "
-                        f"(epoch {len(t.user_attrs.get(Attr.ACCURACIES) or ())}/{epochs})" for t in running]
-        self._counts(counts)
-        self.best = best
-
-    def note(self, message: str) -> None:
-        self.progress.console.print(message, highlight=False)

@@ -3,25 +3,25 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Any
 
-import typer
 from rich.table import Table
 
-from gcsearch.commands import StorageOption, StudyOption, console
-from gcsearch.commands.studies import local_time, study_dict
+from gcsearch.commands import console
+from gcsearch.commands.options import JsonOpt, ReadStorageOpt, StudyOpt, TrialArg
+from gcsearch.commands.view import local_time
 from gcsearch.contract import Attr
 from gcsearch.report.labels import short_label
 from gcsearch.storage.reader import read_trial
-from gcsearch.storage.records import StudySummary, TrialRecord
+from gcsearch.storage.records import StudySummary, TrialRecord, summary_dict
 from gcsearch.storage.urls import DEFAULT_STORAGE
 
 
 def show(
-    trial: Annotated[int, typer.Argument(metavar="TRIAL", help="Trial number, as in the report's trials column.")],
-    study: StudyOption = None,
-    storage: StorageOption = DEFAULT_STORAGE,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the trial as JSON.")] = False,
+    trial: TrialArg,
+    study: StudyOpt = None,
+    storage: ReadStorageOpt = DEFAULT_STORAGE,
+    as_json: JsonOpt = False,
 ) -> None:
     """One trial in full: state, spec, metrics, per-epoch accuracy, seed, device, versions, why it stopped.
 
@@ -43,7 +43,7 @@ def show(
 def _trial_dict(summary: StudySummary, t: TrialRecord) -> dict[str, Any]:
     return {
         "study": summary.name, "number": t.number, "state": t.state.lower(), "values": t.values,
-        "objectives": study_dict(summary)["objectives"], "feasible": t.feasible, "constraints": t.constraints,
+        "objectives": summary_dict(summary)["objectives"], "feasible": t.feasible, "constraints": t.constraints,
         "datetime_start": t.datetime_start.isoformat() if t.datetime_start else None,
         "datetime_complete": t.datetime_complete.isoformat() if t.datetime_complete else None,
         "duration_s": t.duration_s, "params": t.params, "user_attrs": t.user_attrs,
@@ -61,7 +61,7 @@ def _print_trial(summary: StudySummary, t: TrialRecord) -> None:
         facts.append(("candidate", str(ua[Attr.LABEL])))
     if ua.get(Attr.KEY):
         facts.append(("key", str(ua[Attr.KEY])))
-    names = study_dict(summary)["objectives"]
+    names = summary_dict(summary)["objectives"]
     if t.values is not None:
         facts.append(("values", ", ".join(f"{n}={v:g}" for n, v in zip(names, t.values, strict=False))))
     if t.constraints:

@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-from typing import Annotated, Any
 
-import typer
 from rich import box
 from rich.table import Table
 
-from gcsearch.commands import StorageOption, console, wide
-from gcsearch.contract import Meta, objective_names, proxy_settings
+from gcsearch.commands import console, wide
+from gcsearch.commands.options import JsonOpt, ReadStorageOpt
+from gcsearch.commands.view import local_time
 from gcsearch.storage.reader import list_studies
-from gcsearch.storage.records import StudySummary
+from gcsearch.storage.records import summary_dict
 from gcsearch.storage.urls import DEFAULT_STORAGE, mask_url
 
 
 def studies(
-    storage: StorageOption = DEFAULT_STORAGE,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    storage: ReadStorageOpt = DEFAULT_STORAGE,
+    as_json: JsonOpt = False,
 ) -> None:
     """The studies in a storage: trial counts by state, dataset, last update.
 
@@ -32,7 +30,7 @@ def studies(
     """
     found = list_studies(storage)
     if as_json:
-        console.file.write(json.dumps([study_dict(s) for s in found], indent=2) + "\n")
+        console.file.write(json.dumps([summary_dict(s) for s in found], indent=2) + "\n")
         return
     if not found:
         console.print(f"no study in {mask_url(storage)}", highlight=False)
@@ -44,23 +42,8 @@ def studies(
                            ("last update", "left")):
         table.add_column(title, justify=justify)
     for s in found:
-        d = study_dict(s)
+        d = summary_dict(s)
         table.add_row(s.name, str(s.counts["COMPLETE"]), str(s.counts["PRUNED"]), str(s.counts["FAIL"]),
                       str(s.counts["RUNNING"]), d["dataset"] or "-", ",".join(d["objectives"]) or "-",
                       local_time(s.last_update))
     wide(console).print(table)
-
-
-def study_dict(s: StudySummary) -> dict[str, Any]:
-    meta = s.meta
-    names = objective_names(meta)
-    return {
-        "name": s.name, "trials": s.n_trials, "counts": {k.lower(): v for k, v in s.counts.items()},
-        "dataset": proxy_settings(meta).get("dataset"), "backbone": meta.get(Meta.BACKBONE),
-        "objectives": names or [d.lower() for d in s.directions], "directions": [d.lower() for d in s.directions],
-        "last_update": s.last_update.isoformat() if s.last_update else None,
-    }
-
-
-def local_time(stamp: dt.datetime | None) -> str:
-    return stamp.astimezone().strftime("%Y-%m-%d %H:%M:%S") if stamp else "-"

@@ -146,3 +146,11 @@ def analyze_model(model: nn.Module, images: torch.Tensor, *, batch: int = 250, k
         for start in range(0, images.shape[0], batch):
             model(images[start : start + batch])
     return stats
+
+
+def normalized(images: torch.Tensor, mean: Any, std: Any) -> torch.Tensor:
+    """uint8 images [N, C, H, W] as the model saw them in training: (x - mean) * (1 / std) per channel, the
+    training loop's arithmetic (mean and std in 0..255, as `ProxyData` and a weights file's info hold them)."""
+    mean_t = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+    inv_std = 1.0 / torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+    return (images.float() - mean_t) * inv_std

@@ -21,8 +21,8 @@ from optuna.distributions import BaseDistribution
 from gcsearch.contract import Meta
 from gcsearch.errors import InputError
 from gcsearch.run.engine import Engine, default_engine
-from gcsearch.storage.artifacts import artifact_location, open_store
-from gcsearch.storage.urls import DEFAULT_STORAGE, mask_url
+from gcsearch.storage.artifacts import artifact_location, check_location
+from gcsearch.storage.urls import DEFAULT_STORAGE, StorageURL, mask_url
 from gcsearch.storage.writer import DEFAULT_HEARTBEAT, STORAGE_ERRORS, open_storage, storage_failure
 from gcsearch.study.lifecycle import open_study
 from gcsearch.study.parse import read_study_file
@@ -42,7 +42,7 @@ class RunOptions:
     """What `gcsearch run` was asked to do (one process's share of it)."""
 
     study: str
-    storage: str = DEFAULT_STORAGE
+    storage: str | StorageURL = DEFAULT_STORAGE  # as the command line resolved it (storage.urls.resolve_storage)
     trials: int | None = None
     workers: int = 1
     device: str | None = None
@@ -132,7 +132,7 @@ def prepare(options: RunOptions, *, engine: Engine | None = None, train: bool = 
     storage = open_storage(options.storage, heartbeat=options.heartbeat)
     artifacts = artifact_location(options.storage, options.artifacts)
     if artifacts is not None:
-        open_store(artifacts)  # a folder that cannot be made fails now, not after the first trial's training
+        check_location(artifacts)  # a folder that cannot be made fails now, not after the first trial's training
     elif spec.proxy.paired:
         raise InputError("--artifacts: [proxy] start = \"baseline\" keeps each seed's start in the artifact store; "
                          "give a folder with --artifacts (one that every machine of the study sees), not none")

@@ -28,9 +28,9 @@ from gcsearch.space.vocabulary import (
     NORMS,
     POSITIONS,
     PRESETS,
-    STAGES,
     TRANSFORMS,
     block_channels,
+    stage_set,
 )
 
 
@@ -149,14 +149,10 @@ def _positive_int(field: str, value: Any, maximum: int | None = None) -> int:
 
 
 def _stages(value: Any) -> tuple[str, ...]:
-    if isinstance(value, str):
-        value = [s.strip() for s in value.split(",") if s.strip()]
-    if not isinstance(value, (list, tuple)) or not value:
-        raise SpecError("stages", f"expected a non-empty list of stages from {', '.join(STAGES)}")
-    for stage in value:
-        if stage not in STAGES:
-            raise SpecError("stages", f"the backbone has no stage {stage!r} (it has {', '.join(STAGES)})")
-    return tuple(s for s in STAGES if s in value)
+    try:
+        return tuple(stage_set(value))
+    except ValueError as exc:
+        raise SpecError("stages", str(exc)) from None
 
 
 def _canonical(spec: ArchSpec) -> dict[str, Any]:

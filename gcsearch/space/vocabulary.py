@@ -7,6 +7,7 @@ their choices from here too, so each name is spelled in one place.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,3 +73,26 @@ PRESETS: dict[str, dict[str, Any]] = {
 BLOCKS = (*PRESETS, "custom")
 COMPONENTS = ("context", "transform", "norm", "act", "fusion", "ratio")
 DEFAULT_RATIO = 16
+
+
+def stage_set(value: Any) -> list[str]:
+    """A stage set in any form a study file or `inspect --stages` takes: a list (["c3", "c4"]), a comma list
+    ("c3,c4") or a range ("c3-c5"), as the stages it names in the backbone's order. ValueError says what is wrong."""
+    if isinstance(value, str):
+        text = value.replace(" ", "")
+        if re.fullmatch(r"c[2-5]-c[2-5]", text):
+            lo, hi = STAGES.index(text[:2]), STAGES.index(text[3:])
+            if lo > hi:
+                raise ValueError(f"empty stage range {value!r}")
+            return list(STAGES[lo:hi + 1])
+        items = [s for s in text.split(",") if s]
+    elif isinstance(value, (list, tuple)) and all(isinstance(s, str) for s in value):
+        items = list(value)
+    else:
+        raise ValueError(f"expected a stage list like ['c3', 'c4'] or 'c3,c4' or 'c3-c5', got {value!r}")
+    if not items:
+        raise ValueError(f"an empty stage set; give stages from {', '.join(STAGES)}")
+    for s in items:
+        if s not in STAGES:
+            raise ValueError(f"the backbone has no stage {s!r} (it has {', '.join(STAGES)})")
+    return [s for s in STAGES if s in items]

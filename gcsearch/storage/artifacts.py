@@ -15,36 +15,34 @@ a file read: the database is not touched.
 from __future__ import annotations
 
 import hashlib
+import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
-import sqlalchemy as sa
 
 from gcsearch.contract import Attr
 from gcsearch.errors import InputError
-from gcsearch.storage.urls import sqlite_file
+from gcsearch.storage.reader import read_trial
+from gcsearch.storage.records import StudySummary, TrialRecord
+from gcsearch.storage.urls import StorageURL, resolve_storage
 
-ARTIFACTS_ENV = "GCSEARCH_ARTIFACTS"
+if TYPE_CHECKING:
+    from gcsearch.model.weights import Weights
+
 OFF = ("none", "off")
 
 
-def default_location(storage: str) -> Path | None:
+def default_location(storage: str | StorageURL) -> Path | None:
     """`<database>.artifacts` beside a SQLite file; None for any other storage."""
-    text = storage.strip()
-    try:
-        url = sa.make_url(text if "://" in text else "sqlite:///" + text)
-    except Exception:  # noqa: BLE001 - a bad URL is reported by whoever opens the storage
+    path = resolve_storage(storage).sqlite_path
+    if path is None or str(path).startswith("file:"):
         return None
-    database = sqlite_file(url)
-    if database is None or database.startswith("file:"):
-        return None
-    path = Path(database)
     return path.with_name(path.stem + ".artifacts")
 
 
-def artifact_location(storage: str, given: str | None) -> Path | None:
+def artifact_location(storage: str | StorageURL, given: str | None) -> Path | None:
     """The folder a run keeps weights in: `given` (a path or file:// URL; "none" turns keeping off), else
     the default beside a SQLite file, else None (not kept)."""
     if given is None or not given.strip():
@@ -58,6 +56,19 @@ def artifact_location(storage: str, given: str | None) -> Path | None:
         raise InputError(f"--artifacts: {given!r}: give a folder (a path or a file:// URL); other stores "
                          "(S3, GCS) are not supported")
     return Path(text).expanduser()
+
+
+def check_location(location: Path) -> None:
+    """Refuse a folder that cannot be made, before a run trains anything; nothing is created here (a run that
+    is refused later must leave no empty folder behind): `keep_weights` makes it with the first weights."""
+    existing = location.expanduser().absolute()
+    if existing.is_dir():
+        return  # whether it can be written shows with the first weights, as for the database beside it
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        why = "not a folder" if not existing.is_dir() else "read-only"
+        raise InputError(f"--artifacts: cannot create the folder {location} ({existing} is {why})")
 
 
 def open_store(location: Path) -> optuna.artifacts.FileSystemArtifactStore:
@@ -104,3 +115,13 @@ def trial_weights(user_attrs: dict[str, Any], number: int, location: str | None 
     if kept.get("sha256") and hashlib.sha256(content).hexdigest() != kept["sha256"]:
         raise InputError(f"trial {number}: its weights file {where} is corrupt (checksum mismatch)")
     return content, str(where)
+
+
+def read_trial_weights(storage: str | StorageURL, study: str | None, number: int, artifacts: str | None
+                       ) -> tuple[StudySummary, TrialRecord, bytes, Weights]:
+    """A trial's record, its weights file's bytes and the checked `Weights` they hold (analyze, export)."""
+    from gcsearch.model.weights import read_weights  # torch loads here, once the trial is known to exist
+
+    summary, record = read_trial(storage, study, number)
+    content, where = trial_weights(record.user_attrs, number, artifacts)
+    return summary, record, content, read_weights(content, name=f"trial {number}: {where}")

@@ -23,13 +23,13 @@ import datetime as dt
 import sqlite3
 from collections import Counter
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
+from gcsearch.contract import STARTS_KIND, study_meta
 from gcsearch.errors import InputError, RuntimeFailure
 from gcsearch.storage.records import (
     CONSTRAINTS_KEY,
@@ -43,7 +43,7 @@ from gcsearch.storage.records import (
     parse_datetime,
     stored_value,
 )
-from gcsearch.storage.urls import DEFAULT_STORAGE, first_line, mask_url
+from gcsearch.storage.urls import DEFAULT_STORAGE, StorageURL, first_line, resolve_storage
 
 
 class StorageError(InputError):
@@ -51,36 +51,18 @@ class StorageError(InputError):
 
 
 # -- connection ---------------------------------------------------------------------------------------
-def normalize_url(storage: str) -> str:
-    """Accept a SQLAlchemy URL or a bare path to a SQLite file."""
-    storage = storage.strip()
-    if not storage:
-        raise StorageError("storage: empty URL (give e.g. sqlite:///gcsearch.db)")
-    if "://" not in storage:
-        return "sqlite:///" + storage
-    return storage
-
-
-def sqlite_path(url: sa.URL) -> Path:
-    database = url.database or ""
-    if database in ("", ":memory:") or database.startswith("file::memory:"):
-        raise StorageError(f"storage: {url.render_as_string(hide_password=True)} is an in-memory database; "
-                           "give the path of a SQLite file")
-    return Path(database)
-
-
-def connect(storage: str) -> sa.Engine:
-    """A read-only engine for `storage`; an error for a SQLite file that does not exist."""
-    text = normalize_url(storage)
-    try:
-        url = sa.make_url(text)
-    except Exception:  # noqa: BLE001 - SQLAlchemy raises ArgumentError or ValueError for malformed URLs
-        raise StorageError(f"storage: {text!r} is not a database URL (e.g. sqlite:///gcsearch.db)") from None
+def connect(storage: str | StorageURL) -> sa.Engine:
+    """A read-only engine for `storage` (as `resolve_storage` reads it); an error for a SQLite file that
+    does not exist."""
+    where = resolve_storage(storage)
+    url = where.url
     if url.get_backend_name() == "sqlite":
-        path = sqlite_path(url)
+        path = where.sqlite_path
+        if path is None:
+            raise StorageError(f"--storage: {where.shown} is an in-memory database; give the path of a SQLite file")
         if not path.is_file():
-            where = "a directory, not a SQLite file" if path.is_dir() else "no such file"
-            raise StorageError(f"storage: {path}: {where}")
+            what = "a directory, not a SQLite file" if path.is_dir() else "no such file"
+            raise StorageError(f"--storage: {path}: {what}")
         resolved = str(path.resolve())
 
         def creator() -> sqlite3.Connection:
@@ -91,7 +73,7 @@ def connect(storage: str) -> sa.Engine:
         try:
             engine = sa.create_engine(url, poolclass=NullPool)
         except Exception as exc:  # noqa: BLE001 - a missing driver or a bad option, named in one line
-            raise StorageError(f"storage: cannot use {url.render_as_string(hide_password=True)}: {exc}") from None
+            raise StorageError(f"--storage: cannot use {where.shown}: {exc}") from None
         if engine.dialect.name == "postgresql":
             engine = engine.execution_options(postgresql_readonly=True)
     return engine
@@ -120,10 +102,10 @@ def open_sqlite_readonly(path: str) -> sqlite3.Connection:
 class Reader:
     """Runs the read-only queries against one storage. Use as a context manager."""
 
-    def __init__(self, storage: str) -> None:
-        url = normalize_url(storage)
-        self.engine = connect(url)
-        self.storage = mask_url(url)  # what messages and reports show: never the password
+    def __init__(self, storage: str | StorageURL) -> None:
+        where = resolve_storage(storage)
+        self.engine = connect(where)
+        self.storage = where.shown  # what messages and reports show: never the password
         self._checked = False
 
     def __enter__(self) -> Reader:
@@ -145,12 +127,14 @@ class Reader:
         message = first_line(exc)
         where = self.storage
         if "no such table" in message or "does not exist" in message and "relation" in message:
-            raise StorageError(f"storage: {where} is not an Optuna database ({message})") from None
+            raise StorageError(f"--storage: {where} is not an Optuna database ({message})") from None
         if "file is not a database" in message:
-            raise StorageError(f"storage: {where} is not a SQLite database") from None
+            raise StorageError(f"--storage: {where} is not a SQLite database") from None
+        if "malformed" in message:  # a damaged file is bad input, as for `run`: exit 2, the file left as it is
+            raise StorageError(f"--storage: {where} is damaged ({message})") from None
         if isinstance(exc, sa.exc.OperationalError) and "unable to open" in message:
-            raise StorageError(f"storage: {where}: {message}") from None
-        raise RuntimeFailure(f"storage: cannot read {where}: {message}") from None
+            raise StorageError(f"--storage: {where}: {message}") from None
+        raise RuntimeFailure(f"--storage: cannot read {where}: {message}") from None
 
     # -- studies ---------------------------------------------------------------------------------------
     def studies(self) -> list[StudySummary]:
@@ -186,8 +170,10 @@ class Reader:
         studies = self.studies()
         names = ", ".join(s.name for s in studies)
         if name is None:
-            if len(studies) == 1:
-                return studies[0]
+            # The paired design's starts are a study of their own, never the one a reader means.
+            own = [s for s in studies if study_meta(s.user_attrs).get("kind") != STARTS_KIND]
+            if len(own) == 1:
+                return own[0]
             if not studies:
                 raise InputError(f"study: {self.storage} holds no study yet")
             raise InputError(f"study: {self.storage} holds {len(studies)} studies; pick one with --study ({names})")

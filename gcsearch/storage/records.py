@@ -8,7 +8,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from gcsearch.contract import feasible, study_meta
+from gcsearch.contract import Meta, feasible, objective_names, proxy_settings, study_meta
 
 STATES = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
 CONSTRAINTS_KEY = "constraints"  # Optuna's system-attribute key: "constraints:<name>" (and an old list form)
@@ -132,3 +132,15 @@ def loads_cached(text: str | None, cache: dict[str, Any]) -> Any:
     except KeyError:
         value = cache[text] = loads(text)
         return value
+
+
+def summary_dict(s: StudySummary) -> dict[str, Any]:
+    """A study's summary as `gcsearch studies --json` prints it."""
+    meta = s.meta
+    names = objective_names(meta)
+    return {
+        "name": s.name, "trials": s.n_trials, "counts": {k.lower(): v for k, v in s.counts.items()},
+        "dataset": proxy_settings(meta).get("dataset"), "backbone": meta.get(Meta.BACKBONE),
+        "objectives": names or [d.lower() for d in s.directions], "directions": [d.lower() for d in s.directions],
+        "last_update": s.last_update.isoformat() if s.last_update else None,
+    }

@@ -28,10 +28,10 @@ from urllib.parse import quote
 
 import optuna
 import sqlalchemy
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Engine
 
 from gcsearch.errors import InputError, RuntimeFailure
-from gcsearch.storage.urls import DEFAULT_STORAGE, first_line, mask_url, sqlite_file
+from gcsearch.storage.urls import DEFAULT_STORAGE, StorageURL, first_line, resolve_storage, sqlite_file
 
 try:
     import fcntl
@@ -41,26 +41,6 @@ except ImportError:  # pragma: no cover - Windows: no flock, SQLite files are no
 DEFAULT_HEARTBEAT = 10  # seconds between a running trial's heartbeats
 BUSY_TIMEOUT_S = 60.0
 _IMMEDIATE: weakref.WeakSet[Engine] = weakref.WeakSet()  # SQLite engines whose transactions BEGIN IMMEDIATE
-
-
-def parse_url(url: str) -> sqlalchemy.URL:
-    """Check that `url` is a database URL SQLAlchemy can load a dialect for; InputError otherwise."""
-    try:
-        parsed = make_url(url)
-    except Exception:
-        raise InputError(
-            f"--storage: {mask_url(url)!s} is not a database URL; expected e.g. sqlite:///gcsearch.db or "
-            "postgresql+psycopg://user:password@host/dbname"
-        ) from None
-    try:
-        parsed.get_dialect().import_dbapi()  # the driver module too: Optuna would fail on it with a traceback
-    except sqlalchemy.exc.NoSuchModuleError:
-        raise InputError(f"--storage: unknown database kind {parsed.drivername!r} in {mask_url(url)} "
-                         "(use sqlite, postgresql, mysql)") from None
-    except ImportError as exc:
-        raise InputError(f"--storage: the driver for {parsed.drivername!r} is not installed ({exc.name}); "
-                         "for PostgreSQL use postgresql+psycopg://... with pip install 'gcsearch[postgres]'") from None
-    return parsed
 
 
 def _sqlite_creator(path: str):
@@ -89,36 +69,41 @@ def engine_kwargs(url: sqlalchemy.URL) -> dict[str, Any]:
     return {"creator": _sqlite_creator(path)}
 
 
-def open_storage(url: str = DEFAULT_STORAGE, heartbeat: int = DEFAULT_HEARTBEAT,
+def open_storage(url: str | StorageURL = DEFAULT_STORAGE, heartbeat: int = DEFAULT_HEARTBEAT,
                  grace: int | None = None) -> optuna.storages.RDBStorage:
-    """An RDBStorage for `url` with heartbeats. InputError for a bad URL, RuntimeFailure when unreachable."""
-    parsed = parse_url(url)
-    database = sqlite_file(parsed)
-    if database is not None:
-        path = Path(database).expanduser().resolve()
+    """An RDBStorage for `url` (a URL or a SQLite file's path, as `resolve_storage` reads it) with heartbeats.
+    InputError for a bad URL, RuntimeFailure when unreachable."""
+    where = resolve_storage(url)
+    parsed, shown = where.url, where.shown
+    path = where.sqlite_path
+    if path is not None:
+        path = path.resolve()
         if not path.parent.is_dir():
-            raise InputError(f"--storage: the folder {str(path.parent)!r} for {mask_url(url)} does not exist")
+            raise InputError(f"--storage: the folder {str(path.parent)!r} for {shown} does not exist")
         check_sqlite_file(path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         try:
             storage = optuna.storages.RDBStorage(
-                url,
+                where.text,
                 engine_kwargs=engine_kwargs(parsed),
                 heartbeat_interval=heartbeat,
                 grace_period=grace if grace is not None else 4 * heartbeat,
                 heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3),
             )
         except (sqlalchemy.exc.DatabaseError, sqlalchemy.exc.InterfaceError) as exc:
-            if database is not None:
-                raise RuntimeFailure(f"--storage: cannot open {mask_url(url)}: {first_line(exc, parsed)}"
+            if "malformed" in first_line(exc, parsed):
+                raise InputError(f"--storage: {shown} is damaged ({first_line(exc, parsed)}); it is left as it "
+                                 "is") from None
+            if path is not None:
+                raise RuntimeFailure(f"--storage: cannot open {shown}: {first_line(exc, parsed)}"
                                      f"{_sqlite_hint(path)}") from None
-            raise RuntimeFailure(f"--storage: cannot reach {mask_url(url)}: {first_line(exc, parsed)}") from None
+            raise RuntimeFailure(f"--storage: cannot reach {shown}: {first_line(exc, parsed)}") from None
         except optuna.exceptions.StorageInternalError as exc:
             cause = exc.__cause__ if exc.__cause__ is not None else exc
-            raise RuntimeFailure(f"--storage: cannot use {mask_url(url)}: {first_line(cause, parsed)}") from None
+            raise RuntimeFailure(f"--storage: cannot use {shown}: {first_line(cause, parsed)}") from None
         except RuntimeError as exc:  # Optuna: a database made by another (newer) Optuna schema
-            raise RuntimeFailure(f"--storage: cannot use {mask_url(url)}: {first_line(exc, parsed)}") from None
+            raise RuntimeFailure(f"--storage: cannot use {shown}: {first_line(exc, parsed)}") from None
     if parsed.get_backend_name() == "sqlite":
         # From now on, not during Optuna's set-up: that nests two connections in one thread, and with
         # BEGIN IMMEDIATE the inner one would wait for the outer one's lock.
@@ -167,6 +152,9 @@ def check_sqlite_file(path: Path) -> None:
     """
     if not path.is_file() or path.stat().st_size == 0:
         return  # a new database, or an empty file SQLite treats as one
+    # Reading a WAL-mode file creates its -wal and -shm files; a file refused here must be left as it was.
+    sides = [path.with_name(path.name + suffix) for suffix in ("-wal", "-shm")]
+    new_sides = [side for side in sides if not side.exists()]
     try:
         conn = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S)
         try:
@@ -175,12 +163,22 @@ def check_sqlite_file(path: Path) -> None:
             conn.close()
     except sqlite3.DatabaseError as exc:
         if "not a database" in str(exc) or "malformed" in str(exc):
+            _remove(new_sides)
             raise InputError(f"--storage: {path} is not a SQLite database ({exc}); it is left as it is") from None
         return  # cannot look (e.g. a WAL file on a read-only folder): opening it says why
     if tables and not {"studies", "version_info"} <= tables:
         shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+        _remove(new_sides)
         raise InputError(f"--storage: {path} is a SQLite database but not an Optuna one (its tables: {shown}); "
                          "gcsearch will not add tables to it: give a new file") from None
+
+
+def _remove(sides: list[Path]) -> None:
+    """Remove the -wal and -shm files that reading a refused file created (an empty WAL: nothing was written)."""
+    for side in sides:
+        with contextlib.suppress(OSError):
+            if side.exists() and (side.name.endswith("-shm") or side.stat().st_size == 0):
+                side.unlink()
 
 
 def _sqlite_hint(path: Path) -> str:
@@ -199,20 +197,18 @@ def _sqlite_hint(path: Path) -> str:
 STORAGE_ERRORS = (optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError)
 
 
-def storage_failure(exc: BaseException, url: str, doing: str = "use") -> RuntimeFailure:
+def storage_failure(exc: BaseException, url: str | StorageURL, doing: str = "use") -> InputError | RuntimeFailure:
     """A RuntimeFailure for a storage call that failed: `--storage: cannot <doing> <url>: <reason>`, the
-    password masked, and for a SQLite file whether its folder is read-only or its disk full."""
-    hint = ""
-    try:
-        database = sqlite_file(make_url(url))
-        if database is not None:
-            hint = _sqlite_hint(Path(database).expanduser().resolve())
-    except Exception:
-        pass
-    return RuntimeFailure(f"--storage: cannot {doing} {mask_url(url)}: {describe_error(exc, url)}{hint}")
+    password masked, and for a SQLite file whether its folder is read-only or its disk full. A damaged SQLite
+    file is bad input (InputError, exit 2), as for the commands that only read it."""
+    where = resolve_storage(url)
+    if "malformed" in describe_error(exc, where):
+        return InputError(f"--storage: {where.shown} is damaged ({describe_error(exc, where)}); it is left as it is")
+    hint = _sqlite_hint(where.sqlite_path.resolve()) if where.sqlite_path is not None else ""
+    return RuntimeFailure(f"--storage: cannot {doing} {where.shown}: {describe_error(exc, where)}{hint}")
 
 
-def describe_error(exc: BaseException, url: str | None = None) -> str:
+def describe_error(exc: BaseException, url: str | StorageURL | None = None) -> str:
     """One line for a storage failure: the driver's own message (Optuna's StorageInternalError hides it
     behind "An exception is raised during the commit"), the URL's password masked."""
     inner: BaseException = exc
@@ -221,7 +217,7 @@ def describe_error(exc: BaseException, url: str | None = None) -> str:
     parsed = None
     if url is not None:
         try:
-            parsed = make_url(url)
-        except Exception:
+            parsed = resolve_storage(url).url
+        except InputError:
             parsed = None
     return first_line(inner, parsed)

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from gcsearch.contract import OBJECTIVES
 from gcsearch.errors import InputError, SpecError, not_int_at_least
 from gcsearch.space import ArchSpec
-from gcsearch.space.vocabulary import STAGES
+from gcsearch.space.vocabulary import stage_set
 from gcsearch.study.pruning import make_pruner
 from gcsearch.study.spec import (
     BUDGET_KEYS,
@@ -71,6 +71,14 @@ def read_study_file(ref: str) -> StudySpec:
                          f"path to a .toml file){hint}")
     text = importlib.resources.files(BUILTIN_PACKAGE).joinpath(f"{ref}.toml").read_text(encoding="utf-8")
     return parse_study(text, source=f"studies/{ref}.toml", default_name=ref)
+
+
+def stored_study_name(ref: str | None) -> str | None:
+    """The stored study a command that reads one is asked for: `ref` itself (a name), or the name of the study
+    file it names (`mine.toml` -> its `name`, else `mine`); None stays None (the storage's only study)."""
+    if ref is None or not (ref.endswith(".toml") or Path(ref).is_file()):
+        return ref
+    return read_study_file(ref).name
 
 
 def parse_study(text: str, source: str = "<study>", default_name: str | None = None) -> StudySpec:
@@ -229,25 +237,10 @@ class _Parser:
 
     def stages(self, key: str, value: Any) -> str:
         """A stage set as a list (["c3", "c4"]), a comma list ("c3,c4") or a range ("c3-c5") -> "c3,c4"."""
-        if isinstance(value, str):
-            text = value.replace(" ", "")
-            if re.fullmatch(r"c[2-5]-c[2-5]", text):
-                lo, hi = STAGES.index(text[:2]), STAGES.index(text[3:])
-                if lo > hi:
-                    raise self.error(key, f"empty stage range {value!r}")
-                items = list(STAGES[lo:hi + 1])
-            else:
-                items = [s for s in text.split(",") if s]
-        elif isinstance(value, list) and all(isinstance(s, str) for s in value):
-            items = list(value)
-        else:
-            raise self.error(key, f"expected a stage list like ['c3', 'c4'] or 'c3,c4' or 'c3-c5', got {value!r}")
-        if not items:
-            raise self.error(key, "an empty stage set; give stages from c2, c3, c4, c5")
-        for s in items:
-            if s not in STAGES:
-                raise self.error(key, f"the backbone has no stage {s!r} (it has {', '.join(STAGES)})")
-        return ",".join(s for s in STAGES if s in items)
+        try:
+            return ",".join(stage_set(value))
+        except ValueError as exc:
+            raise self.error(key, str(exc)) from None
 
     def checked(self, table: str, check: Callable[[], T]) -> T:
         """Run a check of a table that raises InputError("key: message"), and name the key in this file."""

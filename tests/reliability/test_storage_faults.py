@@ -83,7 +83,7 @@ def test_a_file_that_is_not_an_optuna_database_is_refused_and_left_as_it_is(
 
 @pytest.mark.parametrize(("url", "message"), [
     ("sqlite:/gcsearch.db", "is not a database URL"),
-    ("gcsearch.db", "is not a database URL"),
+    ("sqlite:gcsearch.db", "is not a database URL"),
     ("", "is not a database URL"),
     ("sqllite:///gcsearch.db", "unknown database kind 'sqllite'"),
     (f"postgres://me:{PASSWORD}@db.example/gc", "unknown database kind 'postgres'"),
