@@ -174,9 +174,10 @@ class Reader:
             own = [s for s in studies if study_meta(s.user_attrs).get("kind") != STARTS_KIND]
             if len(own) == 1:
                 return own[0]
-            if not studies:
+            if not own:
                 raise InputError(f"study: {self.storage} holds no study yet")
-            raise InputError(f"study: {self.storage} holds {len(studies)} studies; pick one with --study ({names})")
+            raise InputError(f"study: {self.storage} holds {len(own)} studies; pick one with --study "
+                             f"({', '.join(s.name for s in own)})")
         for summary in studies:
             if summary.name == name:
                 return summary
