@@ -11,7 +11,10 @@ On one GPU, in at most 8 minutes:
    training images per second with the data on the device, batch 512. Anchor: about 24,000 img/s for an
    airbench-style ResNet-18 on an A100. Goal >= 30,000 img/s on an H100 or H200;
 5. a short grid study (`gcsearch run`) with several local workers sharing the device, against one worker:
-   total training images per second, from the first trial's start to the last one's end.
+   total training images per second, from the first trial's start to the last one's end;
+6. the paired design on the device (`[proxy] start = "baseline"`): the same grid, each seed's block-less start
+   trained once, kept and loaded back, every candidate fine-tuned from it for half an epoch: the start's
+   seconds, the seconds per fine-tune, and a fine-tune's cost as a share of a from-scratch trial of part 5.
 
 Writes gpu_check.json and gpu_check.md (the table it prints) to --out. The goals are GPU goals; on the CPU
 they are shown but not judged. Exit code 1 when a part could not be measured or a CUDA test failed.
@@ -51,7 +54,7 @@ from gcsearch.training.device import resolve_device, use_device  # noqa: E402
 from gcsearch.training.loop import seed_everything, train_candidate  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
-FIGURES = ("cuda_tests", "train_loop", "gc_overhead", "resnet18", "workers")
+FIGURES = ("cuda_tests", "train_loop", "gc_overhead", "resnet18", "workers", "paired")
 
 
 @dataclass(frozen=True)
@@ -210,7 +213,27 @@ def workers(device: torch.device, sizes: Sizes) -> dict[str, Any]:
                        f"img/s, {one['trials']} trials)"}
 
 
-def _study_throughput(device: torch.device, study_text: str, n: int, timeout_s: int) -> dict[str, Any]:
+# --- 6. the paired design: one start per seed, fine-tunes from it ---------------------------------------------
+
+PAIRED = 'start = "baseline"\nfinetune_epochs = 0.5\nfinetune_lr = 0.02\n'
+
+
+def paired(device: torch.device, sizes: Sizes) -> dict[str, Any]:
+    space, proxy = sizes.study.split("[proxy]")
+    text = STUDY.format(width=16 if sizes is FULL else 8, space=space.strip()) + "[proxy]" + proxy
+    scratch = _study_throughput(device, text, 1, sizes.study_timeout_s)
+    fine = _study_throughput(device, text + PAIRED, 1, sizes.study_timeout_s, starts=True)
+    per_trial = fine["train_seconds"] / fine["trials"]
+    share = per_trial / (scratch["train_seconds"] / scratch["trials"])
+    return {"value": share, "starts": fine["starts"], "start_seconds": fine["start_seconds"],
+            "finetune_seconds": per_trial, "trials": fine["trials"], "scratch": scratch, "paired": fine,
+            "goal": None, "met": None,
+            "summary": f"{fine['starts']} start in {fine['start_seconds']:.1f} s, {fine['trials']} fine-tunes of "
+                       f"{per_trial:.2f} s ({share:.0%} of a from-scratch trial)"}
+
+
+def _study_throughput(device: torch.device, study_text: str, n: int, timeout_s: int, starts: bool = False
+                      ) -> dict[str, Any]:
     """Runs the grid with `n` local workers on a fresh SQLite file; training images per second of the study."""
     import optuna
 
@@ -231,14 +254,23 @@ def _study_throughput(device: torch.device, study_text: str, n: int, timeout_s: 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             trials = optuna.load_study(study_name="gpu-check", storage=storage).get_trials()
+            start_trials = optuna.load_study(study_name="gcsearch-starts", storage=storage).get_trials() \
+                if starts else []
     done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     if len(done) != len(trials):
         raise RuntimeError(f"{len(trials) - len(done)} of {len(trials)} trials did not complete")
     proxy = ProxyConfig.from_dict(_proxy_of(study_text))
-    images = sum(t.user_attrs["epochs"] * (proxy.train_size // proxy.batch_size) * proxy.batch_size for t in done)
+    steps = proxy.train_size // proxy.batch_size  # an epoch's; a paired trial's fine-tune may end part-way
+    images = sum(round(steps * (proxy.finetune_epochs if proxy.paired else t.user_attrs["epochs"])) * proxy.batch_size
+                 for t in done)
     span = (max(t.datetime_complete for t in done) - min(t.datetime_start for t in done)).total_seconds()
-    return {"workers": n, "trials": len(done), "images": images, "seconds": span, "img_s": images / span,
-            "wall_s": wall, "devices": sorted({t.user_attrs["device"] for t in done})}
+    out = {"workers": n, "trials": len(done), "images": images, "seconds": span, "img_s": images / span,
+           "wall_s": wall, "devices": sorted({t.user_attrs["device"] for t in done}),
+           "train_seconds": sum(t.user_attrs["train_seconds"] for t in done)}
+    if starts:
+        complete = [t for t in start_trials if t.state == optuna.trial.TrialState.COMPLETE]
+        out.update(starts=len(complete), start_seconds=sum(t.user_attrs["train_seconds"] for t in complete))
+    return out
 
 
 def _one_device(device: torch.device) -> str:
@@ -270,9 +302,10 @@ TITLES = {
     "gc_overhead": "GC r16 c3-c5 step time vs none",
     "resnet18": "ResNet-18 32 px training",
     "workers": "workers sharing the device vs one, total img/s",
+    "paired": "paired design: start once, fine-tunes from it",
 }
 GOALS = {"cuda_tests": "all pass", "train_loop": ">= 0.97", "gc_overhead": "<= +2%",
-         "resnet18": ">= 30,000 img/s (H100/H200)", "workers": "-"}
+         "resnet18": ">= 30,000 img/s (H100/H200)", "workers": "-", "paired": "-"}
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -300,7 +333,7 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     parts: dict[str, Callable[[torch.device, Sizes], dict[str, Any]]] = {
         "cuda_tests": cuda_tests, "train_loop": train_loop, "gc_overhead": gc_overhead, "resnet18": resnet18,
-        "workers": workers}
+        "workers": workers, "paired": paired}
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else \
         f"cpu ({platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads)"
     report: dict[str, Any] = {"device": str(device), "device_name": name, "torch": torch.__version__,

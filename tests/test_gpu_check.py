@@ -11,13 +11,13 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-FIGURES = ("cuda_tests", "train_loop", "gc_overhead", "resnet18", "workers")
+FIGURES = ("cuda_tests", "train_loop", "gc_overhead", "resnet18", "workers", "paired")
 
 
-def test_the_quick_cpu_run_reports_all_five_figures(tmp_path: Path) -> None:
+def test_the_quick_cpu_run_reports_all_six_figures(tmp_path: Path) -> None:
     env = {**os.environ, "COLUMNS": "200"}
     proc = subprocess.run([sys.executable, "benchmarks/gpu_check.py", "--device", "cpu", "--quick", "--out",
-                           str(tmp_path)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+                           str(tmp_path)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=420)
     assert proc.returncode == 0, proc.stdout + proc.stderr[-4000:]
     report = json.loads((tmp_path / "gpu_check.json").read_text())
     assert (report["device"], report["quick"]) == ("cpu", True)
@@ -40,8 +40,13 @@ def test_the_quick_cpu_run_reports_all_five_figures(tmp_path: Path) -> None:
         assert (study["workers"], study["trials"], study["devices"]) == (workers, 4, ["cpu"])
         assert study["images"] == 4 * 1 * (128 // 32) * 32  # 4 trials x 1 epoch x 4 steps of 32 images
 
+    fine = figures["paired"]
+    assert (fine["starts"], fine["trials"]) == (1, 4)  # one seed: one start, every candidate fine-tuned from it
+    assert fine["paired"]["images"] == 4 * 1 * (128 // 32 // 2) * 32  # half an epoch each: 2 of 4 steps
+    assert 0 < fine["value"] < 1.5  # a fine-tune of half an epoch costs less than a 1-epoch trial
+
     table = (tmp_path / "gpu_check.md").read_text()
     assert table == proc.stdout
     rows = [line for line in table.splitlines() if line.startswith("| ") and line[2].isdigit()]
-    assert [row.split("|")[1].strip() for row in rows] == ["1", "2", "3", "4", "5"]
+    assert [row.split("|")[1].strip() for row in rows] == ["1", "2", "3", "4", "5", "6"]
     assert "not measured" not in table
