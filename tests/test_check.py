@@ -309,9 +309,10 @@ def test_a_longer_training_gives_each_protocol_its_rank_agreement(checked: dict)
     fine_tunes = load(checked["db"], "tiny-check-paired-longer").get_trials()
     assert sorted((t.user_attrs["key"], t.user_attrs["seed"]) for t in fine_tunes) == \
         sorted((c["key"], s) for c in result["candidates"] for s in (0, 1))
-    control = {t.user_attrs["seed"]: t.values[0] for t in fine_tunes if t.user_attrs["key"] == paired["candidates"][0]["key"]}
+    values = {(t.user_attrs["key"], t.user_attrs["seed"]): t.values[0] for t in fine_tunes}
+    control = {s: values[paired["candidates"][0]["key"], s] for s in (0, 1)}
     for row in paired["candidates"]:
-        mine = {t.user_attrs["seed"]: t.values[0] for t in fine_tunes if t.user_attrs["key"] == row["key"]}
+        mine = {s: values[row["key"], s] for s in (0, 1)}
         assert row["longer_delta"] == pytest.approx(statistics.fmean(mine[s] - control[s] for s in (0, 1)))
 
 

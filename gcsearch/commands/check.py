@@ -147,6 +147,9 @@ def print_check(out: Console, results: Sequence[CheckResult], plan: CheckPlan) -
               highlight=False)
     for result in results:
         out.print(f"  {result.protocol}: {escape(protocol_line(result, plan))}", highlight=False)
+    if any(r.protocol == PAIRED for r in results):
+        out.print("  (paired: Δ is the mean over seeds of the difference to the baseline of the same seed, std Δ "
+                  "its std)", highlight=False)
     out.print(candidate_table(results))
     out.print()
     figures = Table(box=None, pad_edge=False, show_header=len(results) > 1)
@@ -174,8 +177,9 @@ def protocol_line(result: CheckResult, plan: CheckPlan) -> str:
     if result.protocol == SCRATCH:
         how = f"{_epochs(proxy.epochs)} from scratch on {proxy.dataset}"
     else:
-        how = (f"a {_epochs(proxy.epochs)} start per seed, then {_epochs(proxy.finetune_epochs)} of fine-tune "
-               f"at lr {proxy.finetune_lr:g} on {proxy.dataset}")
+        how = (f"one start per seed ({_epochs(proxy.epochs)} from scratch, block-less), then every candidate "
+               f"fine-tuned from it for {_epochs(proxy.finetune_epochs)} at lr {proxy.finetune_lr:g} on "
+               f"{proxy.dataset}")
     where = check.name if longer is None else f"{check.name}, {longer.name}"
     return f"{how} ({where})"
 
@@ -185,24 +189,23 @@ def candidate_table(results: Sequence[CheckResult]) -> Table:
     delta's own std (paired), and the longer training's where there is one."""
     both = len(results) > 1
     table = Table(box=None, pad_edge=False)
-    table.add_column("candidate")
+    table.add_column("candidate", min_width=10)
     table.add_column("key", no_wrap=True, min_width=16)
     table.add_column("seeds", justify="right")
     for result in results:
-        prefix = f"{result.protocol}\n" if both else ""
         longer = None if result.longer_epochs is None else f"{result.longer_epochs:g} ep"
         if result.protocol == SCRATCH:
-            table.add_column(f"{prefix}mean %", justify="right")
-            table.add_column(f"{prefix}std", justify="right")
+            table.add_column("mean %", justify="right", no_wrap=True)
+            table.add_column("std", justify="right", no_wrap=True)
             if not both:
                 table.add_column("accuracies %")
             if longer:
-                table.add_column(f"{prefix}{longer} %", justify="right")
+                table.add_column(f"{longer} %", justify="right", no_wrap=True)
         else:
-            table.add_column(f"{prefix}Δ pts", justify="right")
-            table.add_column(f"{prefix}std Δ", justify="right")
+            table.add_column("Δ pts", justify="right", no_wrap=True)
+            table.add_column("std Δ", justify="right", no_wrap=True)
             if longer:
-                table.add_column(f"{prefix}{longer} Δ", justify="right")
+                table.add_column(f"{longer} Δ", justify="right", no_wrap=True)
     for i, row in enumerate(results[0].rows):
         seeds = sorted({len(r.rows[i].accuracies) for r in results}, reverse=True)
         cells = [row.candidate, row.key, ", ".join(map(str, seeds))]
@@ -245,7 +248,8 @@ def figure_lines(results: Sequence[CheckResult]) -> list[tuple[str, list[str], s
          f"the same with seeds as blocks; seeds decide below {ICC_THRESHOLD}"),
         ("detectable", each(lambda r: f"{_points(r.detectable)} pts"),
          f"at {power} with the study's seeds: {_seeds(first.repeats)} a candidate"
-         + (f", {first.baseline_repeats} the baseline" if SCRATCH in by else "")),
+         + (f", {first.baseline_repeats} the baseline" if list(by) == [SCRATCH] else
+            f" (scratch: {first.baseline_repeats} the baseline)" if SCRATCH in by else "")),
         ("repeats needed", each(_needed), f"seeds a candidate needs for --difference or the spread at {power}"),
     ]
     if first.longer_study is None:
