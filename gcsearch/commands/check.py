@@ -62,7 +62,7 @@ reduced-training proxies reach 0.61, FLOPs or params alone 0.71 to 0.73, the bes
 
 [bold]Examples[/]
 
-  gcsearch check --study placement        [dim]# 4 candidates x 3 seeds, both protocols[/]
+  gcsearch check --study placement        [dim]# 4 candidates x 3 seeds[/]
   gcsearch check -s mine.toml --seeds 5 --longer 4
   gcsearch check -s placement --protocol paired --json
 
@@ -85,7 +85,8 @@ def check(
     )] = 3,
     longer: Annotated[float | None, typer.Option(
         "--longer", metavar="F",
-        help="Also train the candidates for F x the epochs (one seed each) and compare the rankings.",
+        help="Also train the candidates for F x the epochs (scratch, one seed each) and F x the fine-tune (paired, "
+             "every seed, the same starts), and compare each protocol's rankings.",
     )] = None,
     protocol: Annotated[str, typer.Option(
         "--protocol", metavar="both|scratch|paired",
