@@ -244,9 +244,10 @@ def figure_lines(results: Sequence[CheckResult]) -> list[tuple[str, list[str], s
         (noise_name(), each(lambda r: f"±{_points(r.noise_std)} pts"), _noise_meaning(results)),
         ("spread", each(lambda r: f"{_points(r.spread)} pts"),
          f"std of the {sum(1 for r in first.rows if r.accuracies)} {means}"),
-        ("ICC", each(lambda r: _points(r.icc)), "share of the variance between candidates (one-way)"),
-        ("paired ICC", each(lambda r: _points(r.paired_icc)),
-         f"the same with seeds as blocks; seeds decide below {ICC_THRESHOLD}"),
+        ("ICC", each(lambda r: _points(r.icc)), "share of the variance between candidates (one-way)"
+         + (f"; scratch: seeds decide below {ICC_THRESHOLD}" if SCRATCH in by else "")),
+        ("paired ICC", each(lambda r: _points(r.paired_icc)), "the same with seeds as blocks"
+         + (f"; paired: seeds decide below {ICC_THRESHOLD}" if PAIRED in by else "")),
         ("detectable", each(lambda r: f"{_points(r.detectable)} pts"),
          f"at {power} with the study's seeds: {_seeds(first.repeats)} a candidate"
          + (f", {first.baseline_repeats} the baseline" if list(by) == [SCRATCH] else
@@ -257,8 +258,11 @@ def figure_lines(results: Sequence[CheckResult]) -> list[tuple[str, list[str], s
         lines.append(("rank agreement", each(lambda r: "-"), "--longer F ranks the candidates again with F x the "
                                                              "epochs"))
     else:
+        longer = ", ".join(f"{r.protocol}: {_epochs(r.longer_epochs)}" + (" of fine-tune" if r.protocol == PAIRED
+                                                                           else "") for r in results)
         lines.append(("Spearman, Kendall", each(lambda r: f"{_points(r.spearman)}, {_points(r.kendall)}"),
-                      f"against {first.factor:g}x the training (short proxies in the literature: 0.61-0.79)"))
+                      f"against {first.factor:g}x the training ({longer}; short proxies in the literature: "
+                      "0.61-0.79)"))
     return lines
 
 
