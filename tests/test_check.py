@@ -151,7 +151,7 @@ def test_the_printed_verdict_keeps_the_budget_table_name() -> None:
     plan = plan_check(blocks(), candidates=2, seeds=3)
     result = figures(rows_of(groups), plan)
     out = Console(file=io.StringIO(), width=200, color_system=None)
-    print_check(out, result, plan)
+    print_check(out, [result], plan)
     assert f"verdict: {result.verdict()}" in out.file.getvalue() and "[budget] repeats" in result.verdict()
 
 
@@ -160,7 +160,8 @@ def test_the_printed_verdict_keeps_the_budget_table_name() -> None:
 
 @pytest.fixture(scope="module")
 def checked(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """One check of the tiny study: the baseline and 3 candidates, 2 seeds each, then the same again."""
+    """One check of the tiny study, both protocols: the baseline and 3 candidates, 2 seeds each, then the same
+    again."""
     root = tmp_path_factory.mktemp("check")
     path = root / "tiny.toml"
     path.write_text(TINY)
@@ -190,10 +191,12 @@ def test_the_check_stores_the_baseline_and_each_candidate_with_every_seed(checke
     code, out, err = checked["first"]
     assert code == 0, err
     result = json.loads(out)  # stdout is the JSON object alone; progress went to stderr
-    assert "tiny-check" in err and result["trained_this_run"] == 8
-    stored = accuracies_by_key(checked["db"], "tiny-check")
-    assert [c["key"] for c in result["candidates"]] == list(stored)  # the baseline first, then as chosen
-    assert [len(v) for v in stored.values()] == [2, 2, 2, 2]
+    assert "tiny-check " in err and "tiny-check-paired " in err
+    assert result["trained_this_run"] == 16  # 8 from scratch, 8 fine-tunes (the 2 starts are not trials)
+    for name in ("tiny-check", "tiny-check-paired"):
+        stored = accuracies_by_key(checked["db"], name)
+        assert [c["key"] for c in result["candidates"]] == list(stored)  # the baseline first, then as chosen
+        assert [len(v) for v in stored.values()] == [2, 2, 2, 2]
     assert result["candidates"][0]["candidate"] == "baseline" and result["candidates"][0]["baseline"] is True
     seeds = sorted((t.user_attrs["key"], t.user_attrs["seed"]) for t in checked["trials"])
     assert {s for _, s in seeds} == {0, 1}  # the study's seed + the repeat index
@@ -217,6 +220,50 @@ def test_the_figures_are_those_of_the_stored_accuracies(checked: dict) -> None:
     assert result["verdict"].startswith(("seeds decide this ranking", "the proxy ranks above its noise"))
 
 
+def by_seed(db: str, name: str) -> dict[str, dict[int, float]]:
+    out: dict[str, dict[int, float]] = {}
+    for t in load(db, name).get_trials():
+        out.setdefault(t.user_attrs["key"], {})[t.user_attrs["seed"]] = t.values[0]
+    return out
+
+
+def test_the_paired_protocol_fine_tunes_from_one_shared_start_per_seed(checked: dict) -> None:
+    result = json.loads(checked["first"][1])
+    assert list(result["protocols"]) == ["scratch", "paired"] and result["protocol"] == "both"
+    assert result["protocols"]["scratch"]["pooled_std"] == result["pooled_std"]  # the top level is scratch's
+    starts = load(checked["db"], "gcsearch-starts").get_trials()
+    assert sorted(t.user_attrs["seed"] for t in starts) == [0, 1]  # one start per seed, shared by every candidate
+    fine_tunes = load(checked["db"], "tiny-check-paired").get_trials()
+    assert {t.user_attrs["start"]["trial"] for t in fine_tunes if t.user_attrs["seed"] == 0} == \
+        {next(s.number for s in starts if s.user_attrs["seed"] == 0)}
+    paired = result["protocols"]["paired"]
+    table = by_seed(checked["db"], "tiny-check-paired")
+    control, *others = table.values()
+    pooled = noise.paired_noise(others, control)
+    assert (paired["noise_std"], paired["noise_df"]) == (pytest.approx(pooled.std), pooled.df) and pooled.df == 3
+    assert paired["paired_icc"] == pytest.approx(noise.paired_icc([[v[s] for s in (0, 1)] for v in table.values()]))
+    assert paired["icc"] == pytest.approx(noise.icc([list(v.values()) for v in table.values()]))
+    for row, values in zip(paired["candidates"], table.values(), strict=True):
+        differences = noise.paired_differences(values, control)
+        assert row["delta"] == pytest.approx(statistics.fmean(differences))
+        assert row["by_seed"] == {str(s): pytest.approx(v) for s, v in values.items()}
+    assert paired["candidates"][0]["delta_std"] is None  # the control against itself
+    if pooled.std:
+        assert paired["detectable_difference"] == pytest.approx(noise.paired_detectable(pooled.std, pooled.df, 1))
+    assert paired["verdict"].startswith(("seeds decide this ranking (paired ICC", "the proxy ranks above its noise"))
+
+
+@pytest.mark.parametrize("protocol", ["scratch", "paired"])
+def test_one_protocol_reads_its_own_studies_and_trains_nothing_more(checked: dict, protocol: str) -> None:
+    code, out, err = cli_output(*checked["args"], "--protocol", protocol)
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["trained_this_run"] == 0 and list(result["protocols"]) == [protocol]
+    assert result["protocols"][protocol]["candidates"] == json.loads(checked["first"][1])["protocols"][protocol][
+        "candidates"]
+    assert ("pooled_std" in result) == (protocol == "scratch")
+
+
 def test_a_finished_check_trains_nothing_when_run_again(checked: dict) -> None:
     code, out, err = checked["again"]
     assert code == 0, err
@@ -235,7 +282,7 @@ def test_a_difference_asked_for_gets_its_repeats(checked: dict) -> None:
     assert (result["difference"], result["difference_from"], result["repeats_needed"]) == (5.0, "--difference", needed)
 
 
-def test_a_longer_training_gives_the_rank_agreement(checked: dict) -> None:
+def test_a_longer_training_gives_each_protocol_its_rank_agreement(checked: dict) -> None:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -244,7 +291,10 @@ def test_a_longer_training_gives_the_rank_agreement(checked: dict) -> None:
         torch.set_num_threads(threads)
     assert code == 0, err
     result = json.loads(out)
-    assert result["trained_this_run"] == 4  # the check itself was done: only the longer training ran
+    # The check itself was done: only the longer trainings ran, 4 from scratch (one seed each) and 8 fine-tunes
+    # (the check's two seeds), from the starts the check trained: still one per seed.
+    assert result["trained_this_run"] == 4 + 8
+    assert sorted(t.user_attrs["seed"] for t in load(checked["db"], "gcsearch-starts").get_trials()) == [0, 1]
     longer = load(checked["db"], "tiny-check-longer").get_trials()
     assert [(t.user_attrs["repeat"], t.user_attrs["epochs"]) for t in longer] == [(0, 2)] * 4
     assert (result["longer_study"], result["longer_epochs"], result["longer_factor"]) == ("tiny-check-longer", 2, 2.0)
@@ -254,23 +304,39 @@ def test_a_longer_training_gives_the_rank_agreement(checked: dict) -> None:
                                     [c["longer_accuracy"] for c in result["candidates"]])
     assert math.isfinite(rho) and math.isfinite(tau)
     assert (result["spearman"], result["kendall"]) == (pytest.approx(rho), pytest.approx(tau))
+    paired = result["protocols"]["paired"]
+    assert (paired["longer_study"], paired["longer_epochs"]) == ("tiny-check-paired-longer", 1.0)  # 2 x 0.5
+    fine_tunes = load(checked["db"], "tiny-check-paired-longer").get_trials()
+    assert sorted((t.user_attrs["key"], t.user_attrs["seed"]) for t in fine_tunes) == \
+        sorted((c["key"], s) for c in result["candidates"] for s in (0, 1))
+    values = {(t.user_attrs["key"], t.user_attrs["seed"]): t.values[0] for t in fine_tunes}
+    control = {s: values[paired["candidates"][0]["key"], s] for s in (0, 1)}
+    for row in paired["candidates"]:
+        mine = {s: values[row["key"], s] for s in (0, 1)}
+        assert row["longer_delta"] == pytest.approx(statistics.fmean(mine[s] - control[s] for s in (0, 1)))
 
 
-def test_the_table_shows_each_candidate_each_figure_and_the_verdict(checked: dict) -> None:
+def test_the_table_shows_each_candidate_each_figure_of_each_protocol_and_the_verdicts(checked: dict) -> None:
     args = [a for a in checked["args"] if a != "--json"]
     code, out, err = cli_output(*args)
     assert code == 0, err
     result = json.loads(checked["again"][1])
     for row in result["candidates"]:
         assert row["key"] in out and f"{row['mean']:.2f}" in out
-    for figure in ("seed noise", "spread", "ICC", "detectable", "repeats needed", "verdict:"):
+    for figure in ("noise", "spread", "ICC", "paired ICC", "detectable", "repeats needed", "scratch", "paired"):
         assert figure in out
+    paired = result["protocols"]["paired"]
     assert f"±{result['pooled_std']:.2f} pts" in out and f"{result['icc']:.2f}" in out
-    assert f"verdict: {result['verdict']}" in " ".join(out.split())  # "[budget]" stays text, not markup
+    assert f"±{paired['noise_std']:.2f} pts" in out and f"{paired['paired_icc']:.2f}" in out
+    for row in paired["candidates"]:
+        assert f"{row['delta']:+.2f}" in out
+    words = " ".join(out.split())  # "[budget]" stays text, not markup
+    assert f"verdict, scratch: {result['verdict']}" in words and f"verdict, paired: {paired['verdict']}" in words
 
 
 @pytest.mark.parametrize("args", [
     ("--seeds", "1"), ("--candidates", "0"), ("--longer", "1"), ("--longer", "0.5"), ("--difference", "0"),
+    ("--protocol", "both,paired"), ("--protocol", "Paired"),
 ])
 def test_bad_options_exit_2_with_one_line_and_touch_no_database(tmp_path: Path, args: tuple[str, ...]) -> None:
     path = tmp_path / "tiny.toml"

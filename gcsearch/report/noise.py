@@ -325,3 +325,27 @@ def rank_agreement(proxy: Sequence[float], longer: Sequence[float]) -> tuple[flo
     if len(proxy) != len(longer) or len(proxy) < 3:
         raise ValueError("rank agreement needs the same three or more candidates on both sides")
     return float(stats.spearmanr(proxy, longer).statistic), float(stats.kendalltau(proxy, longer).statistic)
+
+
+def paired_power(difference: float, std: float, df: float, seeds: int, alpha: float = 1 - LEVEL) -> float:
+    """The chance that a true paired `difference` is found by the two-sided paired t test with `seeds` seeds, for
+    a paired std `std` known to `df` degrees of freedom."""
+    if std <= 0 or df < 1:
+        raise ValueError("paired power needs a positive std and at least one degree of freedom")
+    critical = float(stats.t.ppf(1 - alpha / 2, df))
+    shift = difference / (std / math.sqrt(seeds))
+    value = float(stats.nct.sf(critical, df, shift) + stats.nct.cdf(-critical, df, shift))
+    return value if math.isfinite(value) else float(shift > critical)  # scipy's nct fails far out
+
+
+def paired_repeats_needed(difference: float, std: float, candidates: int = 1, target: float = 0.8,
+                          alpha: float = 1 - LEVEL, most: int = 256) -> int | None:
+    """Paired seeds per candidate at which a true `difference` reaches `target` power, when the paired std is
+    pooled from a table of `candidates` + 1 rows (the control one of them) on that many seeds, as
+    `paired_noise` pools it. None when `most` seeds do not do."""
+    if difference <= 0 or std <= 0:
+        raise ValueError("paired_repeats_needed needs a positive difference and a positive std")
+    for n in range(2, most + 1):
+        if paired_power(difference, std, candidates * (n - 1), n, alpha) >= target:
+            return n
+    return None

@@ -1,9 +1,19 @@
 """What `gcsearch check` trains: a few candidates that span a study's space, each with several seeds, on the
 study's own proxy, so the seed noise can be set against the spread between candidates before the study runs.
 
-The check is a grid study of its own, `<name>-check` (the baseline and the chosen candidates, every one with
-the same seeds), and with a longer training `<name>-check-longer` (the same candidates, one seed, more
-epochs). Both are ordinary studies: stored like any other, resumed by running the check again.
+It measures two protocols on the same candidates and seeds (`--protocol`, default both):
+
+- scratch: every candidate trained from its own random start (`[proxy] start = "scratch"`), as the grid
+  study `<name>-check`, and with a longer training `<name>-check-longer` (the same candidates, one seed,
+  F x the epochs);
+- paired: the study's proxy with `start = "baseline"` (its own fine-tune settings when the study is paired,
+  else ProxyConfig's defaults): every candidate of seed s fine-tunes from the trained block-less start of
+  seed s, as `<name>-check-paired`, and with a longer training `<name>-check-paired-longer` (F x
+  `finetune_epochs`, with the check's own seeds, since a paired delta needs the control of the same seed and
+  the rank correlation compares mean paired deltas). The starts are shared through the storage's
+  `gcsearch-starts` study, so the longer paired check trains only its fine-tunes.
+
+Each is an ordinary study: stored like any other, resumed by running the check again.
 Torch-free: a bad option costs one line and no torch import.
 """
 
@@ -17,9 +27,14 @@ from gcsearch.errors import InputError
 from gcsearch.space import ArchSpec
 from gcsearch.space.spec import SPEC_FIELDS
 from gcsearch.study.spec import Candidate, StudySpec
+from gcsearch.training.config import ProxyConfig
 
 CHECK_SUFFIX = "-check"
 LONGER_SUFFIX = "-check-longer"
+PAIRED_SUFFIX = "-check-paired"
+PAIRED_LONGER_SUFFIX = "-check-paired-longer"
+SCRATCH, PAIRED = "scratch", "paired"
+PROTOCOLS = ("both", SCRATCH, PAIRED)  # what --protocol accepts
 BASELINE_REPEATS_BEFORE_THE_FIELD = 3  # what a grid gave its baseline by default when it first repeated it
 
 
@@ -30,13 +45,32 @@ class CheckPlan:
     study: StudySpec  # the study being checked, as its file says
     candidates: list[Candidate]  # the baseline first, then the spanning candidates in the order chosen
     seeds: int
-    proxy: StudySpec  # `<name>-check`: every candidate with `seeds` seeds on the study's proxy
+    proxy: StudySpec  # `<name>-check`: every candidate with `seeds` seeds on the study's proxy, from scratch
     longer: StudySpec | None  # `<name>-check-longer`: every candidate once, with `factor` x the epochs
     factor: float | None = None
+    paired: StudySpec | None = None  # `<name>-check-paired`: every candidate with `seeds` seeds, fine-tuned
+    paired_longer: StudySpec | None = None  # `<name>-check-paired-longer`: `factor` x the fine-tune, `seeds` seeds
+    protocol: str = "both"  # which protocols are measured: "both", "scratch" or "paired"
 
     @property
     def keys(self) -> list[str]:
         return [c.key for c in self.candidates]
+
+    @property
+    def protocols(self) -> list[str]:
+        """The protocols measured, scratch first."""
+        return [p for p in (SCRATCH, PAIRED) if self.protocol in ("both", p)]
+
+    def studies(self, protocol: str) -> tuple[StudySpec, StudySpec | None]:
+        """The check study of `protocol` and its longer training (None without --longer)."""
+        if protocol == SCRATCH:
+            return self.proxy, self.longer
+        assert self.paired is not None
+        return self.paired, self.paired_longer
+
+    def to_train(self) -> list[StudySpec]:
+        """Every study the check trains, in the order it trains them."""
+        return [s for p in self.protocols for s in self.studies(p) if s is not None]
 
 
 def spec_distance(a: ArchSpec, b: ArchSpec) -> int:
@@ -65,8 +99,11 @@ def spanning_candidates(study: StudySpec, count: int) -> list[Candidate]:
     return chosen
 
 
-def plan_check(study: StudySpec, candidates: int = 4, seeds: int = 3, longer: float | None = None) -> CheckPlan:
+def plan_check(study: StudySpec, candidates: int = 4, seeds: int = 3, longer: float | None = None,
+               protocol: str = "both") -> CheckPlan:
     """The check's studies for `study`: InputError (exit 2) naming the option when an option is out of range."""
+    if protocol not in PROTOCOLS:
+        raise InputError(f"--protocol: expected one of {', '.join(PROTOCOLS)}, got {protocol!r}")
     if isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 1:
         raise InputError(f"--candidates: expected a positive number of candidates, got {candidates}")
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 2:
@@ -74,13 +111,34 @@ def plan_check(study: StudySpec, candidates: int = 4, seeds: int = 3, longer: fl
     if longer is not None and not (isinstance(longer, (int, float)) and math.isfinite(longer) and longer > 1):
         raise InputError(f"--longer: expected a factor above 1 for the epochs (e.g. 4), got {longer}")
     chosen = [baseline_candidate(study), *spanning_candidates(study, candidates)]
-    proxy = derived_grid(study, study.name + CHECK_SUFFIX, chosen, repeats=seeds)
-    longer_spec = None
+    scratch = scratch_proxy(study.proxy)
+    proxy = derived_grid(study, study.name + CHECK_SUFFIX, chosen, repeats=seeds, proxy=scratch)
+    paired = paired_proxy(study.proxy)
+    paired_spec = derived_grid(study, study.name + PAIRED_SUFFIX, chosen, repeats=seeds, proxy=paired)
+    longer_spec = paired_longer = None
     if longer is not None:
         epochs = longer_epochs(study.proxy.epochs, longer)
         longer_spec = derived_grid(study, study.name + LONGER_SUFFIX, chosen, repeats=1,
-                                   proxy=replace(study.proxy, epochs=epochs))
-    return CheckPlan(study=study, candidates=chosen, seeds=seeds, proxy=proxy, longer=longer_spec, factor=longer)
+                                   proxy=replace(scratch, epochs=epochs))
+        finetune = round(paired.finetune_epochs * longer, 9)
+        paired_longer = derived_grid(study, study.name + PAIRED_LONGER_SUFFIX, chosen, repeats=seeds,
+                                     proxy=replace(paired, finetune_epochs=finetune))
+    return CheckPlan(study=study, candidates=chosen, seeds=seeds, proxy=proxy, longer=longer_spec, factor=longer,
+                     paired=paired_spec, paired_longer=paired_longer, protocol=protocol)
+
+
+def scratch_proxy(proxy: ProxyConfig) -> ProxyConfig:
+    """The study's proxy with every candidate trained from its own random start (a scratch proxy as it is)."""
+    return proxy if not proxy.paired else proxy.start_proxy()
+
+
+def paired_proxy(proxy: ProxyConfig) -> ProxyConfig:
+    """The study's proxy with `start = "baseline"`: its own fine-tune settings when it is paired already, else
+    ProxyConfig's defaults (a scratch study's finetune keys are not its settings)."""
+    if proxy.paired:
+        return proxy
+    default = ProxyConfig()
+    return replace(proxy, start="baseline", finetune_epochs=default.finetune_epochs, finetune_lr=default.finetune_lr)
 
 
 def baseline_candidate(study: StudySpec) -> Candidate:

@@ -42,6 +42,8 @@ CASES = [
     ("check --study {study} --longer nan", "--longer"),
     ("check --study {study} --difference 0", "--difference"),
     ("check --study {study} --difference -1", "--difference"),
+    ("check --study {study} --protocol fresh", "--protocol"),
+    ("check --study {study} --protocol ''", "--protocol"),
     ("check --study {study} --device tpu", "device"),
     ("check --study {study} --storage sqlite:///{tmp}/missing/x.db", "does not exist"),
     ("check --study placment", "placment"),
