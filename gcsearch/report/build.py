@@ -55,6 +55,7 @@ from gcsearch.report.rows import (
     spec_of,
     trial_metric,
 )
+from gcsearch.space import ArchSpec
 from gcsearch.space.spec import SPEC_FIELDS
 from gcsearch.storage.reader import read_study
 from gcsearch.storage.records import StudyData, StudySummary
@@ -185,6 +186,8 @@ def build_report(data: StudyData, objectives: Sequence[str] | str | None = None,
         set_deltas(row, baseline)
     noise = pooled_noise([r.accuracies for r in rows])
     paired = _paired_prior(rows, baseline) if proxy_settings(meta).get("start") == "baseline" else None
+    if paired is not None:
+        mark_not_identity(rows)
     judge(rows, baseline, noise, paired)
 
     ranked = [r for r in rows if r.feasible and all(finite(r.metric(m.name)) for m in metrics)]
@@ -260,6 +263,21 @@ def mark_ties(front: Sequence[Row], noise: Noise, paired: PairedNoise | None = N
     for row, verdict in zip(others, holm_verdicts(comparisons), strict=True):
         row.tied = verdict.verdict == WITHIN
     best.tied = any(r.tied for r in others)
+
+
+NOT_IDENTITY = " †"  # a candidate that does not compute its start's function at insertion (paired design)
+
+
+def mark_not_identity(rows: Sequence[Row]) -> None:
+    """Paired design: mark the candidates whose blocks are not the identity at insertion (SE, scale or both
+    fusion: a sigmoid gate halves each branch), since their fine-tune first recovers from that."""
+    for row in rows:
+        try:
+            identity = row.spec is None or ArchSpec.from_dict(row.spec).identity_at_insertion
+        except InputError:  # a spec this version cannot read: leave it unmarked
+            identity = True
+        if not identity:
+            row.candidate += NOT_IDENTITY
 
 
 def _paired_prior(rows: Sequence[Row], baseline: Row | None) -> PairedNoise:

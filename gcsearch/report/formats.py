@@ -176,9 +176,13 @@ def starts_line(report: Report) -> str:
     p = report.proxy
     starts = ", ".join(f"seed {seed} {accuracy:.2f}%" for seed, accuracy in (report.starts or {}).items())
     starts = starts or "none recorded"
-    return (f"starts: the block-less network trained {p.get('epochs')} epochs from scratch per seed ({starts}); "
+    line = (f"starts: the block-less network trained {p.get('epochs')} epochs from scratch per seed ({starts}); "
             f"every candidate, the baseline included, fine-tuned from its seed's start for "
             f"{p.get('finetune_epochs')} epochs at lr {p.get('finetune_lr')}")
+    if any(r.candidate.endswith(" †") for r in report.candidates):
+        line += ("; † not the identity at insertion (a sigmoid gate halves its branch), so its delta includes "
+                 "recovering from that")
+    return line
 
 
 def front_marker(row: Row) -> str:
