@@ -90,15 +90,6 @@ def index_folder(data_dir: str | os.PathLike | None) -> FolderIndex:
     return FolderIndex(root, tuple(classes), tuple(names), tuple(labels))
 
 
-def read_folder(
-    data_dir: str | os.PathLike | None, image_size: int
-) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]:
-    """Every image under `data_dir/<class>/`, RGB, resized to image_size x image_size (not cached)."""
-    index = index_folder(data_dir)
-    x = decode_images([index.path(i) for i in range(len(index))], image_size)
-    return x, torch.tensor(index.labels, dtype=torch.int64), index.classes
-
-
 def read_folder_split(
     index: FolderIndex, image_size: int, selected: Sequence[int], cache_dir: Path | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -113,7 +104,7 @@ def read_folder_split(
     path = where / f"{family}-{key}.pt"
     with _locked(where, family):  # a second worker waits for the first one's file instead of decoding too
         x = _read_cache(path, key)
-        if x is None or x.shape[0] != len(selected):
+        if x is None or tuple(x.shape) != (len(selected), 3, image_size, image_size):
             x = decode_images([index.path(i) for i in selected], image_size)
             _write_cache(path, key, x)
             for old in where.glob(f"{family}-*.pt"):
@@ -136,14 +127,14 @@ def decode_images(paths: Sequence[Path], image_size: int, workers: int | None = 
     in that order, with a pool of threads."""
     import numpy as np
 
-    out = np.empty((len(paths), image_size, image_size, 3), dtype=np.uint8)
+    out = np.empty((len(paths), 3, image_size, image_size), dtype=np.uint8)  # N x C x H x W: no copy after
     workers = workers or min(32, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                              else os.cpu_count() or 1)
     chunks = [range(start, min(start + 256, len(paths))) for start in range(0, len(paths), 256)]
 
     def run(chunk: range) -> None:
         for i in chunk:
-            out[i] = _decode(paths[i], image_size)
+            out[i] = _decode(paths[i], image_size).transpose(2, 0, 1)
 
     if workers <= 1 or len(chunks) <= 1:
         for chunk in chunks:
@@ -151,7 +142,7 @@ def decode_images(paths: Sequence[Path], image_size: int, workers: int | None = 
     else:
         with ThreadPoolExecutor(max_workers=workers) as pool:
             list(pool.map(run, chunks))  # list(): re-raises the first DataError
-    return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
+    return torch.from_numpy(out)
 
 
 def _decode(path: Path, image_size: int):  # -> np.ndarray (H x W x 3 uint8)
