@@ -135,7 +135,7 @@ import json, sys, time
 import torch
 from gcsearch.training.config import ProxyConfig
 from gcsearch.training.data import load_data
-cfg = ProxyConfig(dataset="folder", data_dir=sys.argv[1], image_size=32, train_size=300, val_size=60)
+cfg = ProxyConfig(dataset="folder", data_dir=sys.argv[1], image_size=32, train_size=300, val_size=20)
 t = time.perf_counter()
 d = load_data(cfg, torch.device("cpu"))
 print(json.dumps({"seconds": time.perf_counter() - t, "sum": int(d.x_train.sum()) + int(d.x_val.sum())}))
@@ -153,3 +153,24 @@ def test_a_second_process_loads_the_cached_folder_ten_times_faster(tmp_path: Pat
     first, second = load(), load()
     assert first["sum"] == second["sum"]
     assert first["seconds"] >= 10 * second["seconds"], (first, second)
+
+
+def test_a_cache_folder_that_cannot_be_made_costs_a_decode_not_a_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "a-file" / "cache"))
+    write_noise_folder(tmp_path / "data", {"a": 6, "b": 6})
+    want = old_reader(tmp_path / "data", 16, 8, 2)
+    d = load_data(cfg(tmp_path / "data", train_size=8, val_size=2), CPU)
+    assert torch.equal(d.x_train, want[0]) and torch.equal(d.x_val, want[2])
+
+
+def test_workers_starting_together_share_one_cache_file(tmp_path: Path, folder_cache: Path) -> None:
+    write_noise_folder(tmp_path / "data", {"a": 60, "b": 60}, size=64)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen([sys.executable, "-c", LOAD, str(tmp_path / "data")], stdout=subprocess.PIPE,
+                              text=True, env=env) for _ in range(2)]
+    sums = {json.loads(p.communicate(timeout=60)[0])["sum"] for p in procs}
+    assert [p.returncode for p in procs] == [0, 0] and len(sums) == 1
+    assert len(cache_files(folder_cache)) == 1 and not list(folder_cache.glob("*.tmp"))

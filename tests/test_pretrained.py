@@ -29,7 +29,11 @@ from gcsearch.model.resnet import build_model
 from gcsearch.model.weights import load_shared
 from gcsearch.space import ArchSpec
 
-LAYOUTS = {"resnet18": ("basic", (2, 2, 2, 2)), "resnet50": ("bottleneck", (3, 4, 6, 3))}
+LAYOUTS = {"resnet18": ("basic", (2, 2, 2, 2)), "resnet34": ("basic", (3, 4, 6, 3)),
+           "resnet50": ("bottleneck", (3, 4, 6, 3)), "resnet101": ("bottleneck", (3, 4, 23, 3))}
+# torchvision's parameter counts with 1000 classes (its model docs): the layout written here has them too.
+TORCHVISION_PARAMS = {"resnet18": 11_689_512, "resnet34": 21_797_672, "resnet50": 25_557_032,
+                      "resnet101": 44_549_160}
 
 
 def _conv(sd: dict, key: str, out: int, inp: int, k: int, g: torch.Generator) -> None:
@@ -163,6 +167,16 @@ def test_timm_layout_headless_ddp_checkpoint(backbone: str) -> None:
     with torch.no_grad():
         feats = model.eval().c5(model.c4(model.c3(model.c2(model.stem(x))))).mean((2, 3))
     torch.testing.assert_close(feats, reference_features(plain, backbone, x), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("backbone", ["resnet18", "resnet34", "resnet50", "resnet101"])
+def test_every_layout_maps_without_missing_or_unexpected_keys(backbone: str) -> None:
+    sd = torchvision_layout(backbone, classes=1000)
+    params = sum(v.numel() for k, v in sd.items() if not k.endswith(("running_mean", "running_var", "tracked")))
+    assert params == TORCHVISION_PARAMS[backbone]
+    pretrained = map_pretrained(ArchSpec(backbone=backbone, block="none"), sd, num_classes=1000)
+    assert len(pretrained.state_dict) == len(sd) and not pretrained.classifier_replaced
+    assert all(torch.equal(pretrained.state_dict[gcsearch_name(k)], v) for k, v in sd.items())
 
 
 def test_classifier_of_other_classes_is_replaced_once_and_seeded() -> None:
