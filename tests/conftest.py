@@ -1,4 +1,4 @@
-"""Shared by every test: the `cuda` marker and the `one_thread` fixture.
+"""Shared by every test: the `cuda` marker, the `one_thread` fixture, and a folder cache of the test run.
 
 Tests marked `cuda` need a GPU and are skipped without one, so the suite passes on a CPU-only machine and
 `python -m pytest -m cuda` runs exactly the GPU checks where one exists (benchmarks/gpu_check.py does).
@@ -10,6 +10,7 @@ Tests marked `cuda` need a GPU and are skipped without one, so the suite passes 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import torch
@@ -37,3 +38,11 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def folder_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Decoded image folders are cached in a folder of the test (one each), never in the user's ~/.cache."""
+    where = tmp_path_factory.mktemp("folder-cache")
+    monkeypatch.setenv("GCSEARCH_FOLDER_CACHE", str(where))
+    return where

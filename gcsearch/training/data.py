@@ -9,7 +9,8 @@ of a study sees the same images, and validation images never train.
   matters there).
 - `cifar10` / `cifar100` (cifar.py): the official python-pickle batches, checked before use; `download=True`
   fetches them.
-- `folder` (folder.py): one subfolder per class, read with Pillow and resized to image_size.
+- `folder` (folder.py): one subfolder per class, read with Pillow and resized to image_size; only the
+  images of the split are decoded, and they are cached for the next process (see folder.py).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import torch.nn.functional as F
 from gcsearch.errors import DataError
 from gcsearch.training.cifar import read_cifar
 from gcsearch.training.config import DATASETS, ProxyConfig
-from gcsearch.training.folder import read_folder
+from gcsearch.training.folder import index_folder, read_folder_split
 from gcsearch.training.synthetic import SYNTHETIC_CLASSES, make_synthetic
 
 SPLIT_SEED = 0
@@ -64,8 +65,14 @@ def load_data(cfg: ProxyConfig, device: torch.device | str, download: bool = Fal
         x_train, y_train, x_val, y_val = _split(x, y, cfg.train_size, cfg.val_size, cfg.dataset)
         num_classes = len(classes)
     elif cfg.dataset == "folder":
-        x, y, classes = read_folder(cfg.data_dir, cfg.image_size)
-        x_train, y_train, x_val, y_val = _split(x, y, cfg.train_size, cfg.val_size, cfg.dataset)
+        # Only the images the split selects are decoded (from the cache when it holds them); the selection
+        # is _split's, so the images, their order and labels are those of decoding the whole folder.
+        index = index_folder(cfg.data_dir)
+        train_idx, val_idx = _split_indices(len(index), cfg.train_size, cfg.val_size, cfg.dataset)
+        x, y = read_folder_split(index, cfg.image_size, torch.cat([train_idx, val_idx]).tolist())
+        n_train = len(train_idx)
+        x_train, y_train, x_val, y_val = x[:n_train], y[:n_train], x[n_train:], y[n_train:]
+        classes = index.classes
         num_classes = len(classes)
     else:
         raise DataError(f"dataset: unknown dataset {cfg.dataset!r}; choose one of {', '.join(DATASETS)}")
@@ -92,13 +99,16 @@ def _split(
     x: torch.Tensor, y: torch.Tensor, train_size: int, val_size: int, name: str
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """A seeded permutation: the first val_size images validate, the next (up to) train_size train."""
-    n = int(x.shape[0])
+    train_idx, val_idx = _split_indices(int(x.shape[0]), train_size, val_size, name)
+    return x[train_idx], y[train_idx], x[val_idx], y[val_idx]
+
+
+def _split_indices(n: int, train_size: int, val_size: int, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train indices, val indices) of `n` images, as `_split` takes them."""
     if n <= val_size:
         raise DataError(f"{name}: {n} images, too few for val_size {val_size} plus training images")
     order = torch.randperm(n, generator=torch.Generator().manual_seed(SPLIT_SEED))
-    val_idx = order[:val_size]
-    train_idx = order[val_size : val_size + train_size]
-    return x[train_idx], y[train_idx], x[val_idx], y[val_idx]
+    return order[val_size : val_size + train_size], order[:val_size]
 
 
 def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
