@@ -186,3 +186,68 @@ def test_a_start_whose_trainer_was_killed_is_trained_by_the_next_run(tmp_path: P
     assert len(complete) == 5
     done = next(t for t in _starts(db) if t.state == TrialState.COMPLETE)
     assert {t.user_attrs[Attr.START]["trial"] for t in complete} == {done.number}
+
+
+WEIGHTS_STUDY = """
+name = "{name}"
+backbone = "resnet18"
+sampler = "grid"
+seed = 0
+objectives = ["accuracy", "flops"]
+
+[space]
+stages = ["c4", "c5"]
+
+[fixed]
+block = "gc"
+ratio = 16
+
+[budget]
+repeats = 2
+baseline_repeats = 2
+
+[proxy]
+dataset = "folder"
+image_size = 32
+train_size = 48
+val_size = 16
+batch_size = 16
+start = "weights"
+weights = "{weights}"
+finetune_epochs = 1
+"""
+
+
+def test_a_pretrained_file_is_every_candidates_start_on_an_image_folder(tmp_path: Path) -> None:
+    from test_data import write_folder
+    from test_pretrained import torchvision_layout
+
+    folder = tmp_path / "images"
+    write_folder(folder, {"cat": 32, "dog": 32}, size=(36, 36))
+    weights = tmp_path / "r18.pth"
+    torch.save(torchvision_layout("resnet18", classes=1000), weights)
+    path = tmp_path / "w.toml"
+    path.write_text(WEIGHTS_STUDY.format(name="w", weights=weights))
+    db = f"sqlite:///{tmp_path / 'w.db'}"
+    code, out, err = cli_output("run", "--study", str(path), "--storage", db, "--data-dir", str(folder), "--quiet")
+    assert code == 0, out + err
+    assert "r18.pth: the pretrained classifier (1000 classes) is replaced by a new one for 2 classes" in out
+    trials = load(db, "w").get_trials(deepcopy=False)
+    assert len(trials) == 6 and all(t.state == TrialState.COMPLETE for t in trials)
+    import hashlib
+
+    sha = hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert {(t.user_attrs[Attr.START]["file"], t.user_attrs[Attr.START]["sha256"]) for t in trials} == \
+        {("r18.pth", sha)}
+    code, out, _ = cli_output("report", "--study", "w", "--storage", db)
+    assert code == 0 and f"start: the pretrained weights r18.pth (sha256 {sha})" in out.replace("\n", " ")
+
+    # A file that does not fit the backbone: one line naming the first key, before any trial.
+    broken = torchvision_layout("resnet18", classes=1000)
+    del broken["layer3.1.bn2.running_var"]
+    torch.save(broken, weights)
+    path.write_text(WEIGHTS_STUDY.format(name="w2", weights=weights))
+    code, out, err = cli_output("run", "--study", str(path), "--storage", db, "--data-dir", str(folder), "--quiet")
+    assert code == 2 and err.count("\n") == 1 and "'layer3.1.bn2.running_var'" in err, err
+    with pytest.raises(KeyError):
+        load(db, "w2")

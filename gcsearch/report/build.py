@@ -99,6 +99,7 @@ class Report:
     noise: Noise  # the study's seed noise, pooled over every candidate with repeats
     paired: PairedNoise | None = None  # the paired design's pooled paired noise (None: independent seeds)
     starts: dict[int, float] | None = None  # the paired design: each seed's start accuracy
+    start_files: list[str] | None = None  # start = "weights": "name (sha256 ...)" of the files trials started from
 
     @property
     def design(self) -> str:
@@ -148,7 +149,8 @@ class Report:
             "baseline_seeds": self.baseline.n if self.baseline else 0,
             "interval": "95% Student t on the paired differences to the control of the same seed; std: the "
                         "larger of the pooled one (candidates x seeds, seeds as blocks) and the candidate's own",
-            "correction": "Holm", "starts": {str(k): v for k, v in (self.starts or {}).items()}}})
+            "correction": "Holm", "starts": {str(k): v for k, v in (self.starts or {}).items()},
+            "start_files": list(self.start_files or [])}})
 
 
 # -- entry points -------------------------------------------------------------------------------------
@@ -185,7 +187,8 @@ def build_report(data: StudyData, objectives: Sequence[str] | str | None = None,
     for row in rows:
         set_deltas(row, baseline)
     noise = pooled_noise([r.accuracies for r in rows])
-    paired = _paired_prior(rows, baseline) if proxy_settings(meta).get("start") == "baseline" else None
+    paired = _paired_prior(rows, baseline) if proxy_settings(meta).get("start") in ("baseline", "weights") \
+        else None
     if paired is not None:
         mark_not_identity(rows)
     judge(rows, baseline, noise, paired)
@@ -226,7 +229,8 @@ def build_report(data: StudyData, objectives: Sequence[str] | str | None = None,
                   candidates=rows, front=front, hypervolume=hv, reference=ref, reference_rule=rule,
                   baseline=baseline, view=view, by=dim, points=points, devices=dict(devices.most_common()),
                   noise=noise, chance=chance_of(meta.get(Meta.NUM_CLASSES), proxy_settings(meta).get("val_size")),
-                  paired=paired, starts=_starts(complete) if paired is not None else None)
+                  paired=paired, starts=_starts(complete) if paired is not None else None,
+                  start_files=_start_files(complete) if paired is not None else None)
 
 
 # -- noise -----------------------------------------------------------------------------------------------
@@ -295,12 +299,20 @@ def _compare_paired(row: Row, reference: Row, paired: PairedNoise) -> Comparison
     return compare_paired(differences, paired)
 
 
+def _start_files(trials: Sequence[Any]) -> list[str]:
+    """The pretrained files the trials started from (`start = "weights"`), with their SHA-256."""
+    found = {(str(t.user_attrs[Attr.START]["file"]), str(t.user_attrs[Attr.START].get("sha256", "")))
+             for t in trials if isinstance(t.user_attrs.get(Attr.START), dict) and "file" in t.user_attrs[Attr.START]}
+    return [f"{name} (sha256 {sha})" for name, sha in sorted(found)]
+
+
 def _starts(trials: Sequence[Any]) -> dict[int, float]:
     """Each seed's start accuracy, as the trials that fine-tuned from it recorded it."""
     out: dict[int, float] = {}
     for t in trials:
         start = t.user_attrs.get(Attr.START)
-        if isinstance(start, dict) and isinstance(start.get("seed"), int) and start.get("accuracy") is not None:
+        if isinstance(start, dict) and isinstance(start.get("seed"), int) and isinstance(start.get("accuracy"),
+                                                                                         (int, float)):
             out[start["seed"]] = float(start["accuracy"])
     return dict(sorted(out.items()))
 

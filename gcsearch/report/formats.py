@@ -176,9 +176,15 @@ def starts_line(report: Report) -> str:
     p = report.proxy
     starts = ", ".join(f"seed {seed} {accuracy:.2f}%" for seed, accuracy in (report.starts or {}).items())
     starts = starts or "none recorded"
-    line = (f"starts: the block-less network trained {p.get('epochs')} epochs from scratch per seed ({starts}); "
-            f"every candidate, the baseline included, fine-tuned from its seed's start for "
-            f"{p.get('finetune_epochs')} epochs at lr {p.get('finetune_lr')}")
+    if p.get("start") == "weights":
+        files = ", ".join(report.start_files or []) or str(p.get("weights"))
+        line = (f"start: the pretrained weights {files} for every seed; every candidate, the baseline "
+                f"included, fine-tuned from them for {p.get('finetune_epochs')} epochs at lr "
+                f"{p.get('finetune_lr')} (the seed sets the data order and the new layers)")
+    else:
+        line = (f"starts: the block-less network trained {p.get('epochs')} epochs from scratch per seed ({starts}); "
+                f"every candidate, the baseline included, fine-tuned from its seed's start for "
+                f"{p.get('finetune_epochs')} epochs at lr {p.get('finetune_lr')}")
     if any(r.candidate.endswith(" †") for r in report.candidates):
         line += ("; † not the identity at insertion (a sigmoid gate halves its branch), so its delta includes "
                  "recovering from that")

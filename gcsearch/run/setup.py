@@ -129,11 +129,13 @@ def prepare(options: RunOptions, *, engine: Engine | None = None, train: bool = 
     if train:
         use_device(device)
     data = load_data(spec.proxy, device, download=options.download)
+    if spec.proxy.start == "weights":  # a file that does not fit the backbone: one line, before any training
+        check_pretrained(spec, data.num_classes, data.in_chans)
     storage = open_storage(options.storage, heartbeat=options.heartbeat)
     artifacts = artifact_location(options.storage, options.artifacts)
     if artifacts is not None:
         check_location(artifacts)  # a folder that cannot be made fails now, not after the first trial's training
-    elif spec.proxy.paired:
+    elif spec.proxy.start == "baseline":
         raise InputError("--artifacts: [proxy] start = \"baseline\" keeps each seed's start in the artifact store; "
                          "give a folder with --artifacts (one that every machine of the study sees), not none")
     pruner = make_pruner(spec.pruning, spec.directions)
@@ -150,6 +152,17 @@ def prepare(options: RunOptions, *, engine: Engine | None = None, train: bool = 
               device=device, target=opened.target, engine=engine or default_engine(),
               distributions=opened.distributions, pruner=pruner, device_name=device_name, artifacts=artifacts)
     return run, opened.queued
+
+
+def check_pretrained(spec: StudySpec, num_classes: int, in_chans: int) -> None:
+    """`start = "weights"`: the file must be readable and fit the study's backbone (InputError naming the first
+    missing or mismatched key)."""
+    from pathlib import Path
+
+    from gcsearch.model.pretrained import map_pretrained, read_state_dict
+
+    path = str(spec.proxy.weights)
+    map_pretrained(spec.baseline, read_state_dict(path), num_classes, in_chans=in_chans, name=Path(path).name)
 
 
 def passive_openmp_threads() -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -61,8 +62,12 @@ class Start:
     state_dict: Any  # dict[str, torch.Tensor]
     trained_here: bool  # this worker trained it (rather than loading it)
 
+    file: str | None = None  # a pretrained start (`start = "weights"`): the file's name; no trial, no accuracy
+
     def record(self) -> dict[str, Any]:
         """What a candidate's trial keeps of its start (`Attr.START`)."""
+        if self.file is not None:
+            return {"file": self.file, "seed": self.seed, "sha256": self.sha256}
         return {"study": STARTS_STUDY, "trial": self.trial, "seed": self.seed, "accuracy": self.accuracy,
                 "sha256": self.sha256}
 
@@ -104,6 +109,30 @@ def obtain_start(run: Run, spec: ArchSpec, seed: int, reporter: Reporter) -> Sta
             waited = True
         time.sleep(run.options.poll_s)
         optuna.storages.fail_stale_trials(study)  # a trainer that died: its trial fails, the next look trains
+
+
+_PRETRAINED: dict[str, Any] = {}  # this process's pretrained file, read once: {"key", "state", "said"}
+
+
+def pretrained_start(run: Run, spec: ArchSpec, seed: int, reporter: Reporter | None = None) -> Start:
+    """`start = "weights"`: the pretrained file mapped onto the backbone of `spec`, its classifier (when the
+    classes differ) drawn from `seed`, so every candidate of a seed starts alike. Refused with one line
+    (exit 2) when the file does not fit the backbone."""
+    from gcsearch.model.pretrained import map_pretrained, read_state_dict
+    from gcsearch.training.config import weights_sha256
+
+    path = str(run.spec.proxy.weights)
+    sha = weights_sha256(path)
+    if _PRETRAINED.get("key") != (path, sha):
+        _PRETRAINED.update(key=(path, sha), state=read_state_dict(path), said=False)
+    name = os.path.basename(path)
+    mapped = map_pretrained(baseline_of(spec), _PRETRAINED["state"], run.data.num_classes,
+                            in_chans=run.data.in_chans, name=name, seed=seed)
+    if reporter is not None and mapped.message and not _PRETRAINED["said"]:
+        reporter.note(f"{name}: {mapped.message}")
+        _PRETRAINED["said"] = True
+    return Start(trial=-1, seed=seed, accuracy=float("nan"), sha256=sha, state_dict=mapped.state_dict,
+                 trained_here=False, file=name)
 
 
 def _starts_study(storage: optuna.storages.BaseStorage) -> optuna.Study:

@@ -40,7 +40,7 @@ from gcsearch.run.optuna_access import queued_params, requeue_params, stored_tri
 from gcsearch.run.progress import Reporter, TrialOutcome
 from gcsearch.run.setup import Run
 from gcsearch.run.signals import sigint_ignored
-from gcsearch.run.start import Start, StartDiverged, obtain_start
+from gcsearch.run.start import Start, StartDiverged, obtain_start, pretrained_start
 from gcsearch.space import ArchSpec
 from gcsearch.storage.artifacts import keep_weights
 from gcsearch.storage.writer import describe_error
@@ -251,7 +251,10 @@ def _start_of(run: Run, trial: optuna.Trial, spec: ArchSpec, seed: int, reporter
     trial. None when candidates train from scratch."""
     if not run.spec.proxy.paired:
         return None
-    start = obtain_start(run, spec, seed, reporter)  # StartDiverged: this trial fails as diverged too
+    if run.spec.proxy.start == "weights":
+        start = pretrained_start(run, spec, seed, reporter)
+    else:
+        start = obtain_start(run, spec, seed, reporter)  # StartDiverged: this trial fails as diverged too
     trial.set_user_attr(Attr.START, start.record())
     return start
 
@@ -276,8 +279,9 @@ def _train(run: Run, trial: optuna.Trial, spec: ArchSpec, seed: int, costs: dict
         if reason:
             raise _Prune(epoch, reason)
 
-    result = run.engine.train(model, run.data, proxy, seed=train_seed, device=run.device, epochs=epochs,
-                              on_epoch=on_epoch, on_step=reporter.step)
+    length = {} if epochs is None else {"epochs": epochs}  # a fine-tune's, which may be a fraction
+    result = run.engine.train(model, run.data, proxy, seed=train_seed, device=run.device, on_epoch=on_epoch,
+                              on_step=reporter.step, **length)
     return result, model
 
 

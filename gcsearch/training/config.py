@@ -8,6 +8,9 @@ Where a trial starts (`start`):
   for every layer it shares with it, keeps its own new layers at their reference initialization, and is
   fine-tuned for `finetune_epochs` at `finetune_lr` (cosine schedule) on the same data order. Candidates of
   one seed then differ only by their blocks, so their differences are measured per seed (paired).
+- "weights": the same, from a pretrained file instead of a trained baseline (`weights`: a torchvision- or
+  timm-layout ResNet state dict for the study's resnet18/34/50/101). The seed sets the data order and the new
+  layers' (and a replaced classifier's) initialization. The fingerprint holds the file's SHA-256, not its path.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
@@ -22,8 +26,20 @@ from gcsearch.errors import InputError
 
 DATASETS = ("synthetic", "cifar10", "cifar100", "folder")
 SCHEDULES = ("onecycle", "cosine")
-STARTS = ("scratch", "baseline")
+STARTS = ("scratch", "baseline", "weights")
 FINETUNE_SCHEDULE = "cosine"
+def weights_sha256(path: str | None) -> str:
+    """The SHA-256 of a pretrained file: what its trials were started from. InputError when it cannot be read."""
+    try:
+        with open(os.path.expanduser(str(path)), "rb") as handle:
+            return hashlib.file_digest(handle, "sha256").hexdigest() if hasattr(hashlib, "file_digest") else \
+                hashlib.sha256(handle.read()).hexdigest()
+    except FileNotFoundError:
+        raise InputError(f"weights: {path}: no such file") from None
+    except OSError as exc:
+        raise InputError(f"weights: {path}: cannot read it ({exc.strerror or exc})") from None
+
+
 FINETUNE_SEED_OFFSET = 1_000_000  # a fine-tune's data order: not the one its start trained on
 
 
@@ -34,7 +50,7 @@ def finetune_seed(seed: int) -> int:
 
 # Settings that only the paired design reads: a "scratch" proxy leaves them out of its dict and fingerprint,
 # so every study made before they existed keeps its fingerprint.
-START_KEYS = ("start", "finetune_epochs", "finetune_lr")
+START_KEYS = ("start", "finetune_epochs", "finetune_lr", "weights")
 # Both versions enter the fingerprint, so that trials made before and after a change never share a study.
 # Bump TRAIN_VERSION when the loop changes in a way that changes results (augmentation, schedule shape,
 # optimizer); bump SYNTHETIC_VERSION whenever the synthetic generator (synthetic.py) changes its images.
@@ -60,6 +76,7 @@ class ProxyConfig:
     start: str = "scratch"
     finetune_epochs: float = 0.5  # may be a fraction: the fine-tune then ends part-way through its last epoch
     finetune_lr: float = 0.02
+    weights: str | None = None  # start = "weights": the pretrained file (where; its SHA-256 is what)
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -78,14 +95,14 @@ class ProxyConfig:
 
     def start_proxy(self) -> ProxyConfig:
         """What the start (the block-less baseline of a seed) is trained with: these settings from scratch."""
-        return replace(self, start="scratch")
+        return replace(self, start="scratch", weights=None)
 
     def finetune_proxy(self) -> ProxyConfig:
         """What a candidate is fine-tuned with, from the start: same data, its own learning rate and cosine
         schedule. Its length is `finetune_epochs`, which the loop takes as its `epochs` (it may be a fraction);
         `epochs` here is that rounded up, the number of validations."""
-        return replace(self, start="scratch", epochs=math.ceil(self.finetune_epochs), lr=self.finetune_lr,
-                       schedule=FINETUNE_SCHEDULE)
+        return replace(self, start="scratch", weights=None, epochs=math.ceil(self.finetune_epochs),
+                       lr=self.finetune_lr, schedule=FINETUNE_SCHEDULE)
 
     @property
     def trial_epochs(self) -> float:
@@ -111,6 +128,10 @@ class ProxyConfig:
         """16 hex chars; equal exactly when trials are comparable (data_dir is where, not what)."""
         d = self.to_dict()  # a "scratch" proxy without START_KEYS: its fingerprint predates them
         del d["data_dir"]
+        if self.start == "weights":
+            d["weights"] = weights_sha256(self.weights)
+        elif "weights" in d:
+            del d["weights"]
         d["_versions"] = {"train": TRAIN_VERSION, "synthetic": SYNTHETIC_VERSION}
         return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -141,3 +162,8 @@ def _validate(cfg: ProxyConfig) -> None:
     need(is_num(cfg.finetune_epochs) and 0 < cfg.finetune_epochs <= 1000, "finetune_epochs",
          "must be a number in (0, 1000]; a fraction ends the fine-tune part-way through an epoch")
     need(is_num(cfg.finetune_lr) and cfg.finetune_lr > 0, "finetune_lr", "must be a number > 0")
+    if cfg.start == "weights":
+        need(isinstance(cfg.weights, str) and bool(cfg.weights.strip()), "weights",
+             'start = "weights" needs the pretrained file: weights = "path/to/resnet50.pth"')
+    else:
+        need(cfg.weights is None, "weights", 'is read only with start = "weights"')
