@@ -13,8 +13,9 @@ import pytest
 from report_study import build_hand_study
 
 from gcsearch.report.build import read_report
-from gcsearch.report.formats import display_columns, export_columns, header_lines, render, text_table
+from gcsearch.report.formats import display_columns, export_columns, header_lines, render
 from gcsearch.report.plot import write_plot
+from gcsearch.report.table import text_table
 
 NUMERIC = ("accuracy", "accuracy_std", "flops", "params", "block_flops", "block_params", "train_seconds",
            "delta_accuracy", "delta_flops_pct", "delta_params_pct")

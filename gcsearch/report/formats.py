@@ -13,8 +13,6 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from rich.cells import cell_len
-
 from gcsearch.errors import InputError
 from gcsearch.report.build import Report
 from gcsearch.report.chance import chance_lines
@@ -22,7 +20,7 @@ from gcsearch.report.labels import format_value, stages_short
 from gcsearch.report.rows import Row
 from gcsearch.units import plural
 
-__all__ = ["FORMATS", "display_columns", "export_records", "header_lines", "render", "to_csv", "to_json",
+__all__ = ["FORMATS", "Column", "display_columns", "export_records", "header_lines", "render", "to_csv", "to_json",
            "to_latex", "to_markdown"]
 
 FORMATS = ("table", "csv", "json", "markdown", "latex")
@@ -103,11 +101,13 @@ def _csv_cell(column: str, value: Any) -> Any:
 Column = tuple[str, Callable[[Row], str], str]
 
 
-def display_columns(report: Report) -> list[Column]:
+def display_columns(report: Report, compact: bool = False) -> list[Column]:
+    """The shown columns; `compact` writes rank, accuracy, its delta and the verdict in their short forms ("#",
+    "74.50±0.71 (2)", "+4.50 ±1.10", "within"), for a narrow terminal."""
     cols: list[Column] = []
     if report.view == "ablation":
         cols.append((report.by or "value", lambda r: value_text(r, report.by), "l"))
-    cols.append(("rank", lambda r: "-" if r.rank is None else str(r.rank), "r"))
+    cols.append(("#" if compact else "rank", lambda r: "-" if r.rank is None else str(r.rank), "r"))
     if report.view == "all":
         cols.append(("front", front_marker, "l"))
     elif report.view == "front" and any(r.tied for r in report.rows):
@@ -115,7 +115,7 @@ def display_columns(report: Report) -> list[Column]:
     cols += [
         ("trials", trials_text, "l"),
         ("candidate", lambda r: r.candidate, "l"),
-        ("accuracy % (n)", accuracy_text, "r"),
+        ("accuracy % (n)", (lambda r: accuracy_text(r, sep="±")) if compact else accuracy_text, "r"),
         ("GFLOPs", lambda r: gflops_text(r.flops), "r"),
         ("params M", lambda r: "-" if r.params is None else f"{r.params / 1e6:.3f}", "r"),
     ]
@@ -123,8 +123,8 @@ def display_columns(report: Report) -> list[Column]:
         cols.append(("latency ms", lambda r: "-" if r.latency_ms is None else f"{r.latency_ms:.2f}", "r"))
     if report.baseline is not None:
         cols += [
-            ("Δacc pts [95%]", delta_text, "r"),
-            ("verdict", lambda r: "baseline" if r.baseline else r.verdict or "-", "l"),
+            ("Δacc ±95%", delta_short, "r") if compact else ("Δacc pts [95%]", delta_text, "r"),
+            ("verdict", lambda r: verdict_text(r, compact), "l"),
             ("ΔFLOPs", lambda r: _signed(r.delta_flops_pct, 1, "%"), "r"),
             ("Δparams", lambda r: _signed(r.delta_params_pct, 1, "%"), "r"),
         ]
@@ -141,6 +141,24 @@ def delta_text(row: Row) -> str:
         return _signed(row.delta_accuracy, 2, "")
     return (f"{_signed(row.delta_accuracy, 2, '')} "
             f"[{_signed(row.delta_accuracy_low, 2, '')}, {_signed(row.delta_accuracy_high, 2, '')}]")
+
+
+def verdict_text(row: Row, compact: bool = False) -> str:
+    """The verdict against the baseline; `compact`: "within" for "within noise"."""
+    if row.baseline:
+        return "baseline"
+    if compact and row.verdict == "within noise":
+        return "within"
+    return row.verdict or "-"
+
+
+def delta_short(row: Row) -> str:
+    """The accuracy delta and the half-width of its (symmetric) 95% interval: "+7.43 ±21.14"."""
+    if row.baseline or row.delta_accuracy is None:
+        return "-"
+    if row.delta_accuracy_low is None or row.delta_accuracy_high is None:
+        return _signed(row.delta_accuracy, 2, "")
+    return f"{_signed(row.delta_accuracy, 2, '')} ±{(row.delta_accuracy_high - row.delta_accuracy_low) / 2:.2f}"
 
 
 def noise_line(report: Report) -> str:
@@ -196,12 +214,12 @@ def trials_text(row: Row, limit: int = 4) -> str:
     return ",".join(numbers) if numbers else "-"
 
 
-def accuracy_text(row: Row, digits: int = 2) -> str:
+def accuracy_text(row: Row, digits: int = 2, sep: str = " ± ") -> str:
     if row.accuracy is None:
         return "-"
     if row.accuracy_std is None:
         return f"{row.accuracy:.{digits}f} ({row.n})"
-    return f"{row.accuracy:.{digits}f} ± {row.accuracy_std:.{digits}f} ({row.n})"
+    return f"{row.accuracy:.{digits}f}{sep}{row.accuracy_std:.{digits}f} ({row.n})"
 
 
 def gflops_text(flops: float | None) -> str:
@@ -262,36 +280,6 @@ def _num(x: float) -> str:
     return f"{x:.4g}" if abs(x) < 1e5 else f"{x:.4e}"
 
 
-COLUMN_GAP = "   "
-
-
-def _text_cells(report: Report, columns: list[Column]) -> tuple[list[list[str]], list[int]]:
-    cells = [[cell(row) for _, cell, _ in columns] for row in report.rows]
-    widths = [max([cell_len(title)] + [cell_len(r[i]) for r in cells]) for i, (title, _, _) in enumerate(columns)]
-    return cells, widths
-
-
-def text_table_width(report: Report, columns: list[Column]) -> int:
-    """Characters per line of `text_table` with these columns."""
-    _, widths = _text_cells(report, columns)
-    return sum(widths) + len(COLUMN_GAP) * (len(widths) - 1)
-
-
-def text_table(report: Report, columns: list[Column]) -> tuple[str, str, list[str]]:
-    """Header, rule and one line per row, columns padded to a common width (numbers right-aligned)."""
-    cells, widths = _text_cells(report, columns)
-
-    def line(values: list[str]) -> str:
-        parts = []
-        for value, width, (_, _, align) in zip(values, widths, columns, strict=True):
-            pad = " " * (width - cell_len(value))
-            parts.append(value + pad if align == "l" else pad + value)
-        return COLUMN_GAP.join(parts).rstrip()
-
-    header = line([title for title, _, _ in columns])
-    return header, "─" * (sum(widths) + len(COLUMN_GAP) * (len(widths) - 1)), [line(r) for r in cells]
-
-
 def to_markdown(report: Report) -> str:
     """Header facts as a list, then a pipe table of the shown (rounded) columns."""
     cols = display_columns(report)
@@ -329,8 +317,6 @@ def to_latex(report: Report) -> str:
     lines.append(r"\hline")
     lines.append(r"\end{tabular}")
     return "\n".join(lines) + "\n"
-
-
 
 
 def render(report: Report, fmt: str) -> str:
