@@ -18,7 +18,7 @@ from gcsearch.report.build import Report
 from gcsearch.report.chance import chance_lines
 from gcsearch.report.labels import format_value, stages_short
 from gcsearch.report.rows import Row
-from gcsearch.units import plural
+from gcsearch.units import plural, prefix_for
 
 __all__ = ["FORMATS", "Column", "display_columns", "export_records", "header_lines", "render", "to_csv", "to_json",
            "to_latex", "to_markdown"]
@@ -105,6 +105,7 @@ def display_columns(report: Report, compact: bool = False) -> list[Column]:
     """The shown columns; `compact` writes rank, accuracy, its delta and the verdict in their short forms ("#",
     "74.50±0.71 (2)", "+4.50 ±1.10", "within"), for a narrow terminal."""
     cols: list[Column] = []
+    scale, prefix = flops_unit(report)
     if report.view == "ablation":
         cols.append((report.by or "value", lambda r: value_text(r, report.by), "l"))
     cols.append(("#" if compact else "rank", lambda r: "-" if r.rank is None else str(r.rank), "r"))
@@ -116,7 +117,7 @@ def display_columns(report: Report, compact: bool = False) -> list[Column]:
         ("trials", trials_text, "l"),
         ("candidate", lambda r: r.candidate, "l"),
         ("accuracy % (n)", (lambda r: accuracy_text(r, sep="±")) if compact else accuracy_text, "r"),
-        ("GFLOPs", lambda r: gflops_text(r.flops), "r"),
+        (f"{prefix}FLOPs", lambda r: flops_text(r.flops, scale), "r"),
         ("params M", lambda r: "-" if r.params is None else f"{r.params / 1e6:.3f}", "r"),
     ]
     if report.has_latency:
@@ -222,10 +223,16 @@ def accuracy_text(row: Row, digits: int = 2, sep: str = " ± ") -> str:
     return f"{row.accuracy:.{digits}f}{sep}{row.accuracy_std:.{digits}f} ({row.n})"
 
 
-def gflops_text(flops: float | None) -> str:
+def flops_unit(report: Report) -> tuple[float, str]:
+    """The unit the tables write this report's FLOPs in, chosen by the largest: (1e6, "M") for MFLOPs."""
+    return prefix_for(max((r.flops for r in report.candidates if r.flops is not None), default=1e9))
+
+
+def flops_text(flops: float | None, scale: float = 1e9) -> str:
+    """FLOPs in units of `scale`: "8.842" (MFLOPs with scale 1e6), three significant digits below one unit."""
     if flops is None:
         return "-"
-    g = flops / 1e9
+    g = flops / scale
     return f"{g:.3f}" if g >= 1 else f"{g:#.3g}"
 
 
@@ -254,14 +261,19 @@ def header_lines(report: Report) -> list[str]:
     feasible = sum(r.feasible for r in report.candidates)
     lines.append(f"candidates: {len(report.candidates)} finished, {feasible} feasible, {len(report.front)} on the "
                  f"front of {', '.join(f'{m.name} ({m.direction[:3]})' for m in report.objectives)}")
+    scale, prefix = flops_unit(report)
     if report.hypervolume is not None:
-        ref = ", ".join(f"{m.name} {_num(report.reference[m.name])} {m.unit}" for m in report.objectives)
-        lines.append(f"hypervolume {_num(report.hypervolume)} {report.hypervolume_unit}; reference point ({ref}) "
-                     f"= {report.reference_rule}")
+        # FLOPs in the table's unit: the hypervolume and the reference point scaled with it.
+        factor = {m.name: 1 / (m.scale * scale) if m.name == "flops" else 1.0 for m in report.objectives}
+        unit = {m.name: f"{prefix}FLOPs" if m.name == "flops" else m.unit for m in report.objectives}
+        ref = ", ".join(f"{m.name} {_num(report.reference[m.name] * factor[m.name])} {unit[m.name]}"
+                        for m in report.objectives)
+        lines.append(f"hypervolume {_num(report.hypervolume * math.prod(factor.values()))} "
+                     f"{'·'.join(unit.values())}; reference point ({ref}) = {report.reference_rule}")
     if report.baseline is not None:
         b = report.baseline
-        lines.append(f"baseline (block none): accuracy {accuracy_text(b)} %, {gflops_text(b.flops)} GFLOPs, "
-                     f"{(b.params or 0) / 1e6:.3f} M params, trials {trials_text(b)}")
+        lines.append(f"baseline (block none): accuracy {accuracy_text(b)} %, {flops_text(b.flops, scale)} "
+                     f"{prefix}FLOPs, {(b.params or 0) / 1e6:.3f} M params, trials {trials_text(b)}")
     else:
         lines.append("baseline: no finished trial with block none, so no deltas")
     if report.paired is not None:
