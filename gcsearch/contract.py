@@ -111,8 +111,9 @@ class Objective:
     name: str
     direction: str  # "maximize" or "minimize"
     attr: str  # the trial user attribute that holds the raw value
-    unit: str
+    unit: str  # the shown value's unit (the hypervolume and its reference point are in these)
     scale: float  # raw value * scale = shown value
+    raw_unit: str  # the unit of the stored value, which CSV and JSON rows carry
 
     def shown(self, raw: float | None) -> float | None:
         return None if raw is None else raw * self.scale
@@ -125,10 +126,10 @@ class Objective:
 
 # Accuracy comes first in every study; the others are costs. Latency is stored in ms already.
 OBJECTIVES: dict[str, Objective] = {
-    "accuracy": Objective("accuracy", "maximize", Attr.ACCURACY, "%", 1.0),
-    "flops": Objective("flops", "minimize", Attr.FLOPS, "GFLOPs", 1e-9),
-    "params": Objective("params", "minimize", Attr.PARAMS, "M", 1e-6),
-    "latency": Objective("latency", "minimize", Attr.LATENCY_MS, "ms", 1.0),
+    "accuracy": Objective("accuracy", "maximize", Attr.ACCURACY, "%", 1.0, "%"),
+    "flops": Objective("flops", "minimize", Attr.FLOPS, "GFLOPs", 1e-9, "FLOPs"),
+    "params": Objective("params", "minimize", Attr.PARAMS, "M", 1e-6, "params"),
+    "latency": Objective("latency", "minimize", Attr.LATENCY_MS, "ms", 1.0, "ms"),
 }
 
 

@@ -11,6 +11,14 @@ def si(value: float, digits: str = ".2f", *, kilo: str = "k", small: str = ".0f"
     return f"{value:{small}}"
 
 
+def prefix_for(value: float) -> tuple[float, str]:
+    """The SI prefix a column whose largest value is `value` is written in, and its scale: (1e6, "M")."""
+    for prefix, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(value) >= scale:
+            return scale, prefix
+    return 1.0, ""
+
+
 def plural(n: int, word: str) -> str:
     """"1 seed", "3 seeds": `n` and `word`, with an s unless n is 1."""
     return f"{n} {word}{'' if n == 1 else 's'}"

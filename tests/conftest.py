@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -21,6 +20,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not any(item.get_closest_marker("cuda") is not None for item in items):
+        return  # torch is imported only where a test needs it: torch-free tests run without it
+    import torch
+
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA GPU")
@@ -34,6 +37,8 @@ def one_thread() -> Iterator[None]:
     """One torch thread while the test runs. Tiny models and batch-of-one traces gain nothing from a second, and
     on a busy machine (2 shared cores here) an OpenMP worker spins while its partner waits for a core, which
     makes each trial or trace many times slower."""
+    import torch
+
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

@@ -9,7 +9,10 @@ point once a second run finished it. Every byte printed comes from the database,
 The report files were written again by the release whose reports gained seed-noise intervals and verdicts
 (new columns and a noise line; every number of the old ones unchanged), and again when reports began
 to say which candidates are at chance level (two header lines, JSON's `chance`; every other byte unchanged: this
-study's 1-epoch proxy is at chance); `show` and `studies` are 0.1.0's.
+study's 1-epoch proxy is at chance), and when tables began to write FLOPs in the unit their size calls for
+(MFLOPs here: 0.00226 GFLOPs became 2.257 MFLOPs, the hypervolume and reference point scaled alike) and JSON's
+objectives to name the unit of the rows' numbers (FLOPs) beside that of the reference point (GFLOPs); no
+number's value changed; `show` and `studies` are 0.1.0's.
 """
 
 from __future__ import annotations

@@ -287,7 +287,6 @@ def test_pruning_is_opt_in():
     assert make_pruner({"rule": "median"}, ["maximize"]).rule == "median"
     pruner = make_pruner({"rule": "front"}, MULTI)
     assert (pruner.warmup_epochs, pruner.min_trials, pruner.margin) == (1, 5, 2.0)
-    assert pruner.describe() == "front (warm-up 1 epoch, after 5 finished trials, margin 2 points)"
 
 
 def test_rule_none_never_prunes():

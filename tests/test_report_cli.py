@@ -147,6 +147,9 @@ def test_show_one_trial_in_full(capsys, db):
     assert trial["user_attrs"]["accuracies"] == [73.0, 75.0, 76.0] and trial["user_attrs"]["seed"] == 2
     code, out, _ = run(capsys, "show", "8", "--study", STUDY, "--storage", str(db))
     assert code == 0 and "accuracy per epoch" in out and "76.00" in out and "seed" in out
+    assert "feasible: flops 2G <= 4G" in out  # Optuna stores -2e9: the cost less the limit
+    code, out, _ = run(capsys, "show", "3", "--storage", str(db))
+    assert "infeasible: flops 4,000,000,001 > 4,000,000,000" in out  # one FLOP over: rounded alike, so exact
     code, out, _ = run(capsys, "show", "6", "--storage", str(db))
     assert code == 0 and "fail" in out and "diverged at epoch 2" in out
     code, out, _ = run(capsys, "show", "7", "--storage", str(db))

@@ -13,8 +13,9 @@ import pytest
 from report_study import build_hand_study
 
 from gcsearch.report.build import read_report
-from gcsearch.report.formats import display_columns, export_columns, header_lines, render, text_table
-from gcsearch.report.plot import write_plot
+from gcsearch.report.formats import display_columns, export_columns, header_lines, render
+from gcsearch.report.plot import draw_plot, write_plot
+from gcsearch.report.table import text_table
 
 NUMERIC = ("accuracy", "accuracy_std", "flops", "params", "block_flops", "block_params", "train_seconds",
            "delta_accuracy", "delta_flops_pct", "delta_params_pct")
@@ -121,6 +122,33 @@ def test_png_plot_is_a_real_image(storage, tmp_path):
     rgb = (pixels[..., :3] * 255).round()
     assert np.any(np.all(np.abs(rgb - [31, 119, 180]) < 8, axis=-1))
     assert np.any(np.all(np.abs(rgb - [214, 39, 40]) < 8, axis=-1))
+
+
+def test_plot_axes_fit_the_trials_and_a_far_limit_is_marked_at_the_edge(storage):
+    import matplotlib.pyplot as plt
+
+    rep = read_report(storage, show_all=True)
+    assert rep.meta["constraints"]["max_flops"] == 4e9  # the trials cost 0.5 to 3 GFLOPs
+    fig = draw_plot(rep)
+    ax = fig.axes[0]
+    assert ax.get_xlim() == pytest.approx((0.5 - 0.08 * 2.5, 3.0 + 0.08 * 2.5))
+    assert [t.get_text() for t in ax.texts if "limit" in t.get_text()] == ["FLOPs limit 4 GFLOPs →"]
+    assert not [line for line in ax.get_lines() if line.get_linestyle() == ":"]  # no line beyond the axis
+    plt.close(fig)
+
+
+def test_plot_draws_a_limit_inside_the_trials_as_a_line(storage):
+    import matplotlib.pyplot as plt
+
+    rep = read_report(storage, show_all=True)
+    rep.meta["constraints"]["max_flops"] = 2.5e9
+    fig = draw_plot(rep)
+    ax = fig.axes[0]
+    assert ax.get_xlim() == pytest.approx((0.3, 3.2))
+    limit = [line for line in ax.get_lines() if line.get_linestyle() == ":"]
+    assert [line.get_xdata()[0] for line in limit] == [2.5] and limit[0].get_label() == "FLOPs limit 2.5 GFLOPs"
+    assert not [t for t in ax.texts if "limit" in t.get_text()]
+    plt.close(fig)
 
 
 def test_svg_plot_parses_as_xml(storage, tmp_path):

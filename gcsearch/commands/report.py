@@ -13,7 +13,8 @@ from gcsearch.commands import console, err_console, wide
 from gcsearch.commands.options import ReadStorageOpt, StudyOpt
 from gcsearch.errors import InputError
 from gcsearch.report.build import SORT_KEYS, Report, read_report
-from gcsearch.report.formats import FORMATS, display_columns, header_lines, render, text_table, text_table_width
+from gcsearch.report.formats import FORMATS, header_lines, render
+from gcsearch.report.table import fit_table, text_table
 from gcsearch.space.spec import SPEC_FIELDS
 from gcsearch.storage.urls import DEFAULT_STORAGE
 
@@ -105,19 +106,10 @@ def print_table(rep: Report, out: Console) -> None:
     if not rep.rows:
         out.print("no row to show: no finished candidate meets the constraints (see --all)", markup=False)
         return
-    columns = display_columns(rep)
-    hidden = []
-    # On a narrow terminal, drop the least needed columns instead of wrapping every line.
-    for name in ("Δparams", "Δlatency", "params M", "trials", "front", "rank"):
-        if text_table_width(rep, columns) <= out.width:
-            break
-        if any(title == name for title, _, _ in columns):
-            columns = [c for c in columns if c[0] != name]
-            hidden.append(name)
-    # A plain fixed-width table: rich's Table measures every cell several times, which takes seconds for
-    # the thousands of rows of `--all` on a large study.
+    # On a narrow terminal, fewer columns and shorter forms instead of wrapping every line.
+    fit = fit_table(rep, out.width)
     titles = {"front": "Pareto front", "all": "All finished candidates", "ablation": f"Ablation by {rep.by}"}
-    header, rule, lines = text_table(rep, columns)
+    header, rule, lines = text_table(rep, fit.columns, fit.gap)
     text = Text()
     text.append(titles[rep.view] + "\n", style="italic")
     text.append(header + "\n", style="bold")
@@ -126,6 +118,8 @@ def print_table(rep: Report, out: Console) -> None:
         style = "bold" if row.pareto and rep.view == "all" else ("dim" if not row.feasible else "")
         text.append(line + "\n", style=style)
     out.print(text, soft_wrap=True, end="")
-    if hidden:
-        out.print(f"(hidden for the terminal's width: {', '.join(hidden)}; see -f csv or a wider terminal)",
+    if fit.hidden or fit.compact:
+        parts = [f"hidden {', '.join(fit.hidden)}"] if fit.hidden else []
+        parts += ["Δacc ±95%: the delta ± half its 95% interval"] if fit.compact else []
+        out.print(f"(narrowed for the terminal: {'; '.join(parts)}; -f csv has every column)",
                   style="dim", highlight=False, markup=False)

@@ -10,11 +10,12 @@ from rich.table import Table
 from gcsearch.commands import console
 from gcsearch.commands.options import JsonOpt, ReadStorageOpt, StudyOpt, TrialArg
 from gcsearch.commands.view import local_time
-from gcsearch.contract import Attr
+from gcsearch.contract import Attr, Meta
 from gcsearch.report.labels import short_label
 from gcsearch.storage.reader import read_trial
 from gcsearch.storage.records import StudySummary, TrialRecord, summary_dict
 from gcsearch.storage.urls import DEFAULT_STORAGE
+from gcsearch.units import si
 
 
 def show(
@@ -66,7 +67,9 @@ def _print_trial(summary: StudySummary, t: TrialRecord) -> None:
         facts.append(("values", ", ".join(f"{n}={v:g}" for n, v in zip(names, t.values, strict=False))))
     if t.constraints:
         verdict = "feasible" if t.feasible else "infeasible"
-        facts.append(("constraints", f"{verdict}: " + ", ".join(f"{k}={v:g}" for k, v in t.constraints.items())))
+        limits = summary.meta.get(Meta.CONSTRAINTS)
+        facts.append(("constraints", f"{verdict}: " + ", ".join(
+            constraint_text(k, v, limits if isinstance(limits, dict) else {}) for k, v in t.constraints.items())))
     metrics = [(Attr.ACCURACY, "accuracy", "{:.3f} %"), (Attr.FLOPS, "FLOPs", "{:,.0f}"),
                (Attr.PARAMS, "params", "{:,.0f}"), (Attr.BLOCK_FLOPS, "block FLOPs", "{:,.0f}"),
                (Attr.BLOCK_PARAMS, "block params", "{:,.0f}"), (Attr.TRAIN_SECONDS, "train time", "{:.1f} s"),
@@ -110,6 +113,18 @@ def _print_trial(summary: StudySummary, t: TrialRecord) -> None:
     if other:
         console.print("[bold]other attributes[/]", highlight=False)
         _print_pairs([(k, json.dumps(v)) for k, v in other.items()])
+
+
+def constraint_text(name: str, value: float, limits: dict[str, Any]) -> str:
+    """A constraint as a person reads it, "flops 8.84M <= 50M", from Optuna's signed value (cost - limit) and
+    the study's limit; Optuna's value when the study does not name the limit."""
+    limit = limits.get(name)
+    if not isinstance(limit, (int, float)) or isinstance(limit, bool):
+        return f"{name}={value:g}"
+    cost, shown = value + limit, (si(value + limit, ".3g"), si(limit, ".3g"))
+    if shown[0] == shown[1] and value != 0:  # rounded alike: the counts themselves
+        shown = (f"{cost:,.0f}", f"{limit:,.0f}")
+    return f"{name.removeprefix('max_')} {shown[0]} {'<=' if value <= 0 else '>'} {shown[1]}"
 
 
 def _print_pairs(pairs: list[tuple[str, str]]) -> None:

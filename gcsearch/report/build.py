@@ -134,7 +134,10 @@ class Report:
             "proxy": self.proxy, "backbone": self.meta.get(Meta.BACKBONE), "devices": self.devices,
             "counts": {k.lower(): v for k, v in self.counts.items()},
             "constraints": self.meta.get(Meta.CONSTRAINTS),
-            "objectives": [{"name": m.name, "direction": m.direction, "unit": m.unit} for m in self.objectives],
+            # unit: what the rows' numbers are in (raw counts for FLOPs and params); reference_point_unit:
+            # what the hypervolume and its reference point are in.
+            "objectives": [{"name": m.name, "direction": m.direction, "unit": m.raw_unit,
+                            "reference_point_unit": m.unit} for m in self.objectives],
             "hypervolume": self.hypervolume, "hypervolume_unit": self.hypervolume_unit,
             "reference_point": self.reference, "reference_rule": self.reference_rule,
             "view": self.view, "by": self.by, "candidates": len(self.candidates),

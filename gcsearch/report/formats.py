@@ -13,16 +13,14 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from rich.cells import cell_len
-
 from gcsearch.errors import InputError
 from gcsearch.report.build import Report
 from gcsearch.report.chance import chance_lines
 from gcsearch.report.labels import format_value, stages_short
 from gcsearch.report.rows import Row
-from gcsearch.units import plural
+from gcsearch.units import plural, prefix_for
 
-__all__ = ["FORMATS", "display_columns", "export_records", "header_lines", "render", "to_csv", "to_json",
+__all__ = ["FORMATS", "Column", "display_columns", "export_records", "header_lines", "render", "to_csv", "to_json",
            "to_latex", "to_markdown"]
 
 FORMATS = ("table", "csv", "json", "markdown", "latex")
@@ -103,11 +101,14 @@ def _csv_cell(column: str, value: Any) -> Any:
 Column = tuple[str, Callable[[Row], str], str]
 
 
-def display_columns(report: Report) -> list[Column]:
+def display_columns(report: Report, compact: bool = False) -> list[Column]:
+    """The shown columns; `compact` writes rank, accuracy, its delta and the verdict in their short forms ("#",
+    "74.50±0.71 (2)", "+4.50 ±1.10", "within"), for a narrow terminal."""
     cols: list[Column] = []
+    scale, prefix = flops_unit(report)
     if report.view == "ablation":
         cols.append((report.by or "value", lambda r: value_text(r, report.by), "l"))
-    cols.append(("rank", lambda r: "-" if r.rank is None else str(r.rank), "r"))
+    cols.append(("#" if compact else "rank", lambda r: "-" if r.rank is None else str(r.rank), "r"))
     if report.view == "all":
         cols.append(("front", front_marker, "l"))
     elif report.view == "front" and any(r.tied for r in report.rows):
@@ -115,16 +116,16 @@ def display_columns(report: Report) -> list[Column]:
     cols += [
         ("trials", trials_text, "l"),
         ("candidate", lambda r: r.candidate, "l"),
-        ("accuracy % (n)", accuracy_text, "r"),
-        ("GFLOPs", lambda r: gflops_text(r.flops), "r"),
+        ("accuracy % (n)", (lambda r: accuracy_text(r, sep="±")) if compact else accuracy_text, "r"),
+        (f"{prefix}FLOPs", lambda r: flops_text(r.flops, scale), "r"),
         ("params M", lambda r: "-" if r.params is None else f"{r.params / 1e6:.3f}", "r"),
     ]
     if report.has_latency:
         cols.append(("latency ms", lambda r: "-" if r.latency_ms is None else f"{r.latency_ms:.2f}", "r"))
     if report.baseline is not None:
         cols += [
-            ("Δacc pts [95%]", delta_text, "r"),
-            ("verdict", lambda r: "baseline" if r.baseline else r.verdict or "-", "l"),
+            ("Δacc ±95%", delta_short, "r") if compact else ("Δacc pts [95%]", delta_text, "r"),
+            ("verdict", lambda r: verdict_text(r, compact), "l"),
             ("ΔFLOPs", lambda r: _signed(r.delta_flops_pct, 1, "%"), "r"),
             ("Δparams", lambda r: _signed(r.delta_params_pct, 1, "%"), "r"),
         ]
@@ -141,6 +142,24 @@ def delta_text(row: Row) -> str:
         return _signed(row.delta_accuracy, 2, "")
     return (f"{_signed(row.delta_accuracy, 2, '')} "
             f"[{_signed(row.delta_accuracy_low, 2, '')}, {_signed(row.delta_accuracy_high, 2, '')}]")
+
+
+def verdict_text(row: Row, compact: bool = False) -> str:
+    """The verdict against the baseline; `compact`: "within" for "within noise"."""
+    if row.baseline:
+        return "baseline"
+    if compact and row.verdict == "within noise":
+        return "within"
+    return row.verdict or "-"
+
+
+def delta_short(row: Row) -> str:
+    """The accuracy delta and the half-width of its (symmetric) 95% interval: "+7.43 ±21.14"."""
+    if row.baseline or row.delta_accuracy is None:
+        return "-"
+    if row.delta_accuracy_low is None or row.delta_accuracy_high is None:
+        return _signed(row.delta_accuracy, 2, "")
+    return f"{_signed(row.delta_accuracy, 2, '')} ±{(row.delta_accuracy_high - row.delta_accuracy_low) / 2:.2f}"
 
 
 def noise_line(report: Report) -> str:
@@ -206,18 +225,24 @@ def trials_text(row: Row, limit: int = 4) -> str:
     return ",".join(numbers) if numbers else "-"
 
 
-def accuracy_text(row: Row, digits: int = 2) -> str:
+def accuracy_text(row: Row, digits: int = 2, sep: str = " ± ") -> str:
     if row.accuracy is None:
         return "-"
     if row.accuracy_std is None:
         return f"{row.accuracy:.{digits}f} ({row.n})"
-    return f"{row.accuracy:.{digits}f} ± {row.accuracy_std:.{digits}f} ({row.n})"
+    return f"{row.accuracy:.{digits}f}{sep}{row.accuracy_std:.{digits}f} ({row.n})"
 
 
-def gflops_text(flops: float | None) -> str:
+def flops_unit(report: Report) -> tuple[float, str]:
+    """The unit the tables write this report's FLOPs in, chosen by the largest: (1e6, "M") for MFLOPs."""
+    return prefix_for(max((r.flops for r in report.candidates if r.flops is not None), default=1e9))
+
+
+def flops_text(flops: float | None, scale: float = 1e9) -> str:
+    """FLOPs in units of `scale`: "8.842" (MFLOPs with scale 1e6), three significant digits below one unit."""
     if flops is None:
         return "-"
-    g = flops / 1e9
+    g = flops / scale
     return f"{g:.3f}" if g >= 1 else f"{g:#.3g}"
 
 
@@ -246,14 +271,19 @@ def header_lines(report: Report) -> list[str]:
     feasible = sum(r.feasible for r in report.candidates)
     lines.append(f"candidates: {len(report.candidates)} finished, {feasible} feasible, {len(report.front)} on the "
                  f"front of {', '.join(f'{m.name} ({m.direction[:3]})' for m in report.objectives)}")
+    scale, prefix = flops_unit(report)
     if report.hypervolume is not None:
-        ref = ", ".join(f"{m.name} {_num(report.reference[m.name])} {m.unit}" for m in report.objectives)
-        lines.append(f"hypervolume {_num(report.hypervolume)} {report.hypervolume_unit}; reference point ({ref}) "
-                     f"= {report.reference_rule}")
+        # FLOPs in the table's unit: the hypervolume and the reference point scaled with it.
+        factor = {m.name: 1 / (m.scale * scale) if m.name == "flops" else 1.0 for m in report.objectives}
+        unit = {m.name: f"{prefix}FLOPs" if m.name == "flops" else m.unit for m in report.objectives}
+        ref = ", ".join(f"{m.name} {_num(report.reference[m.name] * factor[m.name])} {unit[m.name]}"
+                        for m in report.objectives)
+        lines.append(f"hypervolume {_num(report.hypervolume * math.prod(factor.values()))} "
+                     f"{'·'.join(unit.values())}; reference point ({ref}) = {report.reference_rule}")
     if report.baseline is not None:
         b = report.baseline
-        lines.append(f"baseline (block none): accuracy {accuracy_text(b)} %, {gflops_text(b.flops)} GFLOPs, "
-                     f"{(b.params or 0) / 1e6:.3f} M params, trials {trials_text(b)}")
+        lines.append(f"baseline (block none): accuracy {accuracy_text(b)} %, {flops_text(b.flops, scale)} "
+                     f"{prefix}FLOPs, {(b.params or 0) / 1e6:.3f} M params, trials {trials_text(b)}")
     else:
         lines.append("baseline: no finished trial with block none, so no deltas")
     if report.paired is not None:
@@ -270,36 +300,6 @@ def header_lines(report: Report) -> list[str]:
 
 def _num(x: float) -> str:
     return f"{x:.4g}" if abs(x) < 1e5 else f"{x:.4e}"
-
-
-COLUMN_GAP = "   "
-
-
-def _text_cells(report: Report, columns: list[Column]) -> tuple[list[list[str]], list[int]]:
-    cells = [[cell(row) for _, cell, _ in columns] for row in report.rows]
-    widths = [max([cell_len(title)] + [cell_len(r[i]) for r in cells]) for i, (title, _, _) in enumerate(columns)]
-    return cells, widths
-
-
-def text_table_width(report: Report, columns: list[Column]) -> int:
-    """Characters per line of `text_table` with these columns."""
-    _, widths = _text_cells(report, columns)
-    return sum(widths) + len(COLUMN_GAP) * (len(widths) - 1)
-
-
-def text_table(report: Report, columns: list[Column]) -> tuple[str, str, list[str]]:
-    """Header, rule and one line per row, columns padded to a common width (numbers right-aligned)."""
-    cells, widths = _text_cells(report, columns)
-
-    def line(values: list[str]) -> str:
-        parts = []
-        for value, width, (_, _, align) in zip(values, widths, columns, strict=True):
-            pad = " " * (width - cell_len(value))
-            parts.append(value + pad if align == "l" else pad + value)
-        return COLUMN_GAP.join(parts).rstrip()
-
-    header = line([title for title, _, _ in columns])
-    return header, "─" * (sum(widths) + len(COLUMN_GAP) * (len(widths) - 1)), [line(r) for r in cells]
 
 
 def to_markdown(report: Report) -> str:
@@ -339,8 +339,6 @@ def to_latex(report: Report) -> str:
     lines.append(r"\hline")
     lines.append(r"\end{tabular}")
     return "\n".join(lines) + "\n"
-
-
 
 
 def render(report: Report, fmt: str) -> str:

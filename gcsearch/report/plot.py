@@ -7,6 +7,7 @@ non-interactive Agg backend, so the report works without it and a plot never nee
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -15,6 +16,10 @@ from gcsearch.errors import InputError
 from gcsearch.pareto import nondominated_ranks
 from gcsearch.report.build import Report
 from gcsearch.report.rows import Row
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 PLOT_SUFFIXES = (".png", ".svg")
 MAX_LABELS = 12
@@ -48,6 +53,16 @@ def accuracy_flops_front(rows: list[Row]) -> list[Row]:
 def write_plot(report: Report, path: str | Path) -> Path:
     """Draw the report's trials and front into `path` (.png or .svg) and return the path."""
     path = check_plot_path(path)
+    import matplotlib.pyplot as plt
+
+    fig = draw_plot(report)
+    fig.savefig(path, format=path.suffix.lower().lstrip("."))
+    plt.close(fig)
+    return path
+
+
+def draw_plot(report: Report) -> Figure:
+    """The report's trials and front as a matplotlib figure (Agg backend), the x axis fitted to the trials."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -82,10 +97,12 @@ def write_plot(report: Report, path: str | Path) -> Path:
         ax.scatter([base.flops * scale], [base.accuracy], marker="*", s=220, color="tab:red", edgecolors="white",
                    linewidths=0.8, zorder=5, label=f"baseline, no block ({base.accuracy:.2f} %)")
 
+    xs_all = [p.flops * scale for p in points] + ([base.flops * scale] if base and base.flops is not None else [])
+    if xs_all:
+        ax.set_xlim(*fitted_range(min(xs_all), max(xs_all)))
     limits = report.meta.get("constraints") if isinstance(report.meta.get("constraints"), dict) else {}
     if isinstance(limits.get("max_flops"), (int, float)):
-        ax.axvline(limits["max_flops"] * scale, color="0.35", linestyle=":", linewidth=1.0, zorder=1,
-                   label=f"FLOPs limit ({limits['max_flops'] * scale:.4g} {unit})")
+        _mark_limit(ax, limits["max_flops"] * scale, f"FLOPs limit {limits['max_flops'] * scale:.4g} {unit}")
 
     ax.set_xlabel(f"FLOPs per image ({unit}, 1 FLOP = 1 multiply-add)")
     ax.set_ylabel("validation accuracy (%)")
@@ -95,12 +112,29 @@ def write_plot(report: Report, path: str | Path) -> Path:
                  + f"\n{counts.get('COMPLETE', 0)} finished trials, {len(report.candidates)} candidates",
                  fontsize=11)
     ax.grid(True, color="0.9", linewidth=0.8, zorder=0)
-    ax.margins(x=0.08, y=0.12)
+    ax.margins(y=0.12)
     ax.legend(loc="best", fontsize=8, framealpha=0.9)
     _label_front(ax, fig, front, scale)
-    fig.savefig(path, format=path.suffix.lower().lstrip("."))
-    plt.close(fig)
-    return path
+    return fig
+
+
+def fitted_range(low: float, high: float, margin: float = 0.08) -> tuple[float, float]:
+    """An axis range around the trials' values, `margin` of their spread on each side (of the value itself when
+    they are all equal), so that a limit far away cannot squeeze them onto one line."""
+    spread = high - low if high > low else (abs(high) or 1.0)
+    return low - margin * spread, high + margin * spread
+
+
+def _mark_limit(ax: Axes, limit: float, text: str) -> None:
+    """A cost limit: a dotted line where it falls inside the axis, else an arrow at the edge it lies beyond."""
+    left, right = ax.get_xlim()
+    if left <= limit <= right:
+        ax.axvline(limit, color="0.35", linestyle=":", linewidth=1.0, zorder=1, label=text)
+        return
+    beyond_right = limit > right
+    ax.annotate(f"{text} →" if beyond_right else f"← {text}", xy=(1.0 if beyond_right else 0.0, 0.02),
+                xycoords="axes fraction", ha="right" if beyond_right else "left", va="bottom", fontsize=8,
+                color="0.35", bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "0.75", "alpha": 0.9})
 
 
 def _label_front(ax, fig, front: list[Row], scale: float) -> None:

@@ -123,9 +123,6 @@ class ArchSpec:
         stages = "+".join(self.stages or ())
         return f"{self.block_label()} @ {stages} {self.position} {self.blocks}"
 
-    def backbone_config(self):
-        return BACKBONES[self.backbone]
-
 
 SPEC_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(ArchSpec))  # in the order a report shows them
 

@@ -41,7 +41,6 @@ from optuna.trial import TrialState
 from gcsearch.contract import Attr, objective_names, proxy_settings, study_meta
 from gcsearch.errors import InputError, not_int_at_least
 from gcsearch.study.front_rule import finished_at, fmt_pair, front_verdict
-from gcsearch.units import plural
 
 RULES = ("none", "front", "median", "successive_halving", "hyperband")
 OPTUNA_RULES = ("median", "successive_halving", "hyperband")
@@ -83,18 +82,6 @@ class EpochPruner:
     @property
     def multi_objective(self) -> bool:
         return len(self.directions) > 1
-
-    def describe(self) -> str:
-        """One line for logs, e.g. `front (warm-up 1 epoch, after 5 finished trials, margin >= 2 points)`."""
-        if self.rule == "none":
-            return "none"
-        parts = [
-            f"warm-up {plural(self.warmup_epochs, 'epoch')}",
-            f"after {plural(self.min_trials, 'finished trial')}",
-        ]
-        if self.rule == "front":
-            parts.append(f"margin {self.margin:g} points")
-        return f"{self.rule} ({', '.join(parts)})"
 
     def check(
         self,

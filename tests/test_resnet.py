@@ -9,7 +9,7 @@ from torch import nn
 from gcsearch import ArchSpec, build_model
 from gcsearch.errors import InputError
 from gcsearch.model.blocks import ContextBlock, NonLocalBlock
-from gcsearch.space.vocabulary import block_channels
+from gcsearch.space.vocabulary import BACKBONES, block_channels
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -90,7 +90,7 @@ def test_module_names_and_placement_all_vs_last() -> None:
 def test_block_channels_match_the_config(backbone: str, position: str) -> None:
     spec = ArchSpec(backbone=backbone, block="gc", stages=("c2", "c3", "c4", "c5"), position=position, ratio=4)
     model = build_model(spec)
-    cfg = spec.backbone_config()
+    cfg = BACKBONES[spec.backbone]
     for name, block in model.context_blocks():
         stage = name.split(".")[0]
         assert block.channels == block_channels(cfg.kind, spec.width or cfg.width, stage, position)
