@@ -21,7 +21,6 @@ their own initialization (GC's last layer at zero: the candidate starts as the p
 
 from __future__ import annotations
 
-import io
 import math
 import os
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ import torch
 from torch import nn
 
 from gcsearch.errors import InputError
-from gcsearch.model.weights import load_shared
+from gcsearch.model.weights import load_plain, load_shared
 from gcsearch.space import ArchSpec
 
 # Source prefix -> gcsearch prefix, for the keys that differ.
@@ -206,19 +205,9 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
 
     Read with `weights_only=True`, so a file that holds code or arbitrary objects is refused, never run.
     """
+    payload = load_plain(path, str(path), PretrainedError, "not a readable PyTorch state dict (damaged, cut "
+                         "short, or holding objects other than tensors")
     where = str(path)
-    try:
-        raw = Path(path).expanduser().read_bytes()
-    except FileNotFoundError:
-        raise PretrainedError(f"{where}: no such file") from None
-    except OSError as exc:
-        raise PretrainedError(f"{where}: cannot read it ({exc.strerror or exc})") from None
-    try:
-        payload = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - pickle, zip and torch errors alike: not a plain weights file
-        detail = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-        raise PretrainedError(f"{where}: not a readable PyTorch state dict (damaged, cut short, or holding "
-                              f"objects other than tensors: {detail})") from None
     if isinstance(payload, dict):
         for wrapper in WRAPPERS:
             if isinstance(payload.get(wrapper), dict):

@@ -83,20 +83,27 @@ def save_weights(path: str | os.PathLike[str], model: nn.Module, spec: ArchSpec,
     Path(path).write_bytes(weights_bytes(model, spec, num_classes=num_classes, in_chans=in_chans, info=info))
 
 
+def load_plain(source: str | os.PathLike[str] | bytes, where: str, error: type[InputError] = InputError,
+               unreadable: str = "not a readable weights file (damaged or cut short") -> Any:
+    """A `torch.save`d file of plain data (a path, or its bytes), loaded with `weights_only=True`, so a file that
+    holds code or arbitrary objects is refused, never run. Any defect is one `error` naming `where`."""
+    try:
+        raw = source if isinstance(source, bytes) else Path(source).expanduser().read_bytes()
+    except FileNotFoundError:
+        raise error(f"{where}: no such file") from None
+    except OSError as exc:
+        raise error(f"{where}: cannot read it ({exc.strerror or exc})") from None
+    try:
+        return torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - pickle, zip and torch errors alike: not a plain file of tensors
+        detail = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise error(f"{where}: {unreadable}: {detail})") from None
+
+
 def read_weights(source: str | os.PathLike[str] | bytes, name: str | None = None) -> Weights:
     """Load and check a weights file (a path, or its bytes); any defect is a `WeightsError` naming `name`."""
     where = name or (str(source) if not isinstance(source, bytes) else "weights")
-    try:
-        raw = source if isinstance(source, bytes) else Path(source).read_bytes()
-    except FileNotFoundError:
-        raise WeightsError(f"{where}: no such file") from None
-    except OSError as exc:
-        raise WeightsError(f"{where}: cannot read it ({exc.strerror or exc})") from None
-    try:
-        payload = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - pickle, zip and torch errors alike: the file is damaged
-        detail = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-        raise WeightsError(f"{where}: not a readable weights file (damaged or cut short: {detail})") from None
+    payload = load_plain(source, where, WeightsError)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise WeightsError(f"{where}: not a gcsearch weights file")
     if payload.get("version") != FORMAT_VERSION:
