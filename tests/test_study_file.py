@@ -38,12 +38,17 @@ def test_builtin_studies_parse_to_the_documented_grids() -> None:
     sizes = {name: (len(read_study_file(name).candidates()), read_study_file(name).size) for name in builtin_studies()}
     # placement: 6 stage sets x 3 positions x 2 block sets + the baseline; block: 4 blocks x 2 x 2 + none;
     # ratio: 4 ratios + baseline, 2 repeats; fusion: 2 x 3 + baseline; norm: 4 bottlenecks + full + baseline.
-    # Each grid trains its baseline with 3 seeds (its noise estimate), the other candidates with `repeats`.
-    assert sizes["placement"] == (37, 39)
-    assert sizes["block"] == (17, 19)
-    assert sizes["ratio"] == (5, 11)
-    assert sizes["fusion"] == (7, 9)
-    assert sizes["norm"] == (6, 8)
+    # The five grids are paired: every candidate, the baseline included, on the same 2 seeds (2 starts).
+    assert sizes["placement"] == (37, 74)
+    assert sizes["block"] == (17, 34)
+    assert sizes["ratio"] == (5, 10)
+    assert sizes["fusion"] == (7, 14)
+    assert sizes["norm"] == (6, 12)
+    for name in ("placement", "block", "ratio", "fusion", "norm"):
+        proxy = read_study_file(name).proxy
+        assert (proxy.start, proxy.finetune_epochs, proxy.finetune_lr) == ("baseline", 0.5, 0.02)
+        assert proxy.start_proxy() == read_study_file("attention").proxy  # one set of starts for every grid
+    assert read_study_file("joint").proxy.start == "scratch"
     assert sizes["attention"] == (3, 6)  # baseline, NL and GC at c4, 2 seeds each
     joint = read_study_file("joint")
     assert joint.sampler == "tpe" and joint.directions == ["maximize", "minimize"] and joint.target() == 40
@@ -69,7 +74,7 @@ def test_placement_grid_is_the_paper_default_among_others() -> None:
     paper = ArchSpec(backbone="proxy", width=16, block="gc", ratio=16, stages="c3,c4,c5", position="after_1x1",
                      blocks="all")
     assert paper.key in {c.key for c in study.candidates()}
-    assert study.grid()[0][1] == 0 and len(study.grid()) == 39  # the baseline with 3 seeds
+    assert study.grid()[0][1] == 0 and len(study.grid()) == 74  # every candidate on the 2 paired seeds
 
 
 def test_points_that_build_the_same_model_are_merged() -> None:

@@ -32,16 +32,13 @@ from gcsearch.report.ablation import ablation_rows, varying_dimension
 from gcsearch.report.chance import chance_header
 from gcsearch.report.noise import (
     WITHIN,
-    Comparison,
     Noise,
     PairedNoise,
     compare,
-    compare_paired,
     holm_verdicts,
-    paired_differences,
-    paired_noise,
     pooled_noise,
 )
+from gcsearch.report.paired import compare_rows, mark_not_identity, paired_prior, start_files, starts
 from gcsearch.report.rows import (
     REPORT_KEYS,
     Row,
@@ -55,7 +52,6 @@ from gcsearch.report.rows import (
     spec_of,
     trial_metric,
 )
-from gcsearch.space import ArchSpec
 from gcsearch.space.spec import SPEC_FIELDS
 from gcsearch.storage.reader import read_study
 from gcsearch.storage.records import StudyData, StudySummary
@@ -190,7 +186,7 @@ def build_report(data: StudyData, objectives: Sequence[str] | str | None = None,
     for row in rows:
         set_deltas(row, baseline)
     noise = pooled_noise([r.accuracies for r in rows])
-    paired = _paired_prior(rows, baseline) if proxy_settings(meta).get("start") in ("baseline", "weights") \
+    paired = paired_prior(rows, baseline) if proxy_settings(meta).get("start") in ("baseline", "weights") \
         else None
     if paired is not None:
         mark_not_identity(rows)
@@ -232,8 +228,8 @@ def build_report(data: StudyData, objectives: Sequence[str] | str | None = None,
                   candidates=rows, front=front, hypervolume=hv, reference=ref, reference_rule=rule,
                   baseline=baseline, view=view, by=dim, points=points, devices=dict(devices.most_common()),
                   noise=noise, chance=chance_of(meta.get(Meta.NUM_CLASSES), proxy_settings(meta).get("val_size")),
-                  paired=paired, starts=_starts(complete) if paired is not None else None,
-                  start_files=_start_files(complete) if paired is not None else None)
+                  paired=paired, starts=starts(complete) if paired is not None else None,
+                  start_files=start_files(complete) if paired is not None else None)
 
 
 # -- noise -----------------------------------------------------------------------------------------------
@@ -248,7 +244,7 @@ def judge(rows: Sequence[Row], baseline: Row | None, noise: Noise, paired: Paire
     if paired is None:
         comparisons = [compare(r.accuracies, baseline.accuracies, noise) for r in judged]
     else:
-        comparisons = [_compare_paired(r, baseline, paired) for r in judged]
+        comparisons = [compare_rows(r, baseline, paired) for r in judged]
     for row, verdict in zip(judged, holm_verdicts(comparisons), strict=True):
         row.delta_accuracy_low, row.delta_accuracy_high, row.verdict = verdict.low, verdict.high, verdict.verdict
         if paired is not None and verdict.p is not None:
@@ -266,58 +262,10 @@ def mark_ties(front: Sequence[Row], noise: Noise, paired: PairedNoise | None = N
     if paired is None:
         comparisons = [compare(r.accuracies, best.accuracies, noise) for r in others]
     else:
-        comparisons = [_compare_paired(r, best, paired) for r in others]
+        comparisons = [compare_rows(r, best, paired) for r in others]
     for row, verdict in zip(others, holm_verdicts(comparisons), strict=True):
         row.tied = verdict.verdict == WITHIN
     best.tied = any(r.tied for r in others)
-
-
-NOT_IDENTITY = " †"  # a candidate that does not compute its start's function at insertion (paired design)
-
-
-def mark_not_identity(rows: Sequence[Row]) -> None:
-    """Paired design: mark the candidates whose blocks are not the identity at insertion (SE, scale or both
-    fusion: a sigmoid gate halves each branch), since their fine-tune first recovers from that."""
-    for row in rows:
-        try:
-            identity = row.spec is None or ArchSpec.from_dict(row.spec).identity_at_insertion
-        except InputError:  # a spec this version cannot read: leave it unmarked
-            identity = True
-        if not identity:
-            row.candidate += NOT_IDENTITY
-
-
-def _paired_prior(rows: Sequence[Row], baseline: Row | None) -> PairedNoise:
-    """The study's pooled paired noise: candidates x seeds, the baseline (the control) one of the rows."""
-    if baseline is None:
-        return paired_noise([], {})
-    return paired_noise([r.by_seed for r in rows if not r.baseline], baseline.by_seed)
-
-
-def _compare_paired(row: Row, reference: Row, paired: PairedNoise) -> Comparison:
-    differences = paired_differences(row.by_seed, reference.by_seed)
-    if not differences:
-        return Comparison(delta=row.accuracy - reference.accuracy if row.accuracy is not None
-                          and reference.accuracy is not None else 0.0, low=None, high=None, p=None)
-    return compare_paired(differences, paired)
-
-
-def _start_files(trials: Sequence[Any]) -> list[str]:
-    """The pretrained files the trials started from (`start = "weights"`), with their SHA-256."""
-    found = {(str(t.user_attrs[Attr.START]["file"]), str(t.user_attrs[Attr.START].get("sha256", "")))
-             for t in trials if isinstance(t.user_attrs.get(Attr.START), dict) and "file" in t.user_attrs[Attr.START]}
-    return [f"{name} (sha256 {sha})" for name, sha in sorted(found)]
-
-
-def _starts(trials: Sequence[Any]) -> dict[int, float]:
-    """Each seed's start accuracy, as the trials that fine-tuned from it recorded it."""
-    out: dict[int, float] = {}
-    for t in trials:
-        start = t.user_attrs.get(Attr.START)
-        if isinstance(start, dict) and isinstance(start.get("seed"), int) and isinstance(start.get("accuracy"),
-                                                                                         (int, float)):
-            out[start["seed"]] = float(start["accuracy"])
-    return dict(sorted(out.items()))
 
 
 def parse_objectives(objectives: Sequence[str] | str | None, meta: dict[str, Any]) -> list[Objective]:
