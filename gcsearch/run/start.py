@@ -86,15 +86,19 @@ def start_key(run: Run, spec: ArchSpec, seed: int) -> str:
 
 def obtain_start(run: Run, spec: ArchSpec, seed: int, reporter: Reporter) -> Start:
     """The start of `seed` for `spec`'s backbone: loaded when it exists, else trained here or waited for."""
-    study = _starts_study(run.storage)
     key = start_key(run, spec, seed)
+    known = (str(run.options.storage), key)
+    if known in _KNOWN:  # a finished start never changes: this process has read it already
+        return _KNOWN[known]
+    study = _starts_study(run.storage)
     waited = False
     while True:
         with exclusive(run.storage, f"gcsearch: start {key}"):
             mine = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get(Attr.START_KEY) == key]
             done = [t for t in mine if t.state == TrialState.COMPLETE]
             if done:
-                return _load(run, done[0], seed)
+                _KNOWN[known] = _load(run, done[0], seed)
+                return _KNOWN[known]
             failed = [t for t in mine if is_final_failure(t)]
             if failed:
                 raise StartDiverged(fail_reason(DIVERGED, f"the start of seed {seed} diverged (trial "
@@ -102,7 +106,8 @@ def obtain_start(run: Run, spec: ArchSpec, seed: int, reporter: Reporter) -> Sta
             running = [t for t in mine if t.state == TrialState.RUNNING]
             trial = None if running else _claim(study, key, seed)
         if trial is not None:
-            return _train(run, study, trial, spec, seed, reporter)
+            _KNOWN[known] = _train(run, study, trial, spec, seed, reporter)
+            return _KNOWN[known]
         if not waited:
             reporter.note(f"seed {seed}: waiting for another worker to train its start (trial "
                           f"{running[0].number} of {STARTS_STUDY})")
@@ -111,6 +116,7 @@ def obtain_start(run: Run, spec: ArchSpec, seed: int, reporter: Reporter) -> Sta
         optuna.storages.fail_stale_trials(study)  # a trainer that died: its trial fails, the next look trains
 
 
+_KNOWN: dict[tuple[str, str], Start] = {}  # finished starts this process loaded or trained: (storage, key)
 _PRETRAINED: dict[str, Any] = {}  # this process's pretrained file, read once: {"key", "state", "said"}
 
 
