@@ -31,6 +31,7 @@ from gcsearch.storage.urls import DEFAULT_STORAGE, mask_url
 from gcsearch.study.check import PAIRED, SCRATCH, CheckPlan, plan_check, refuse_other_candidates
 from gcsearch.study.parse import read_study_file
 from gcsearch.study.spec import StudySpec
+from gcsearch.units import plural
 
 HELP = """Is the proxy good enough? A few candidates, several seeds each: do they differ by more than the seeds do?
 
@@ -288,7 +289,7 @@ def _epochs(n: float) -> str:
 
 
 def _seeds(n: int) -> str:
-    return "1 seed" if n == 1 else f"{n} seeds"
+    return plural(n, "seed")
 
 
 def _points(value: float | None) -> str:
