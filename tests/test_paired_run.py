@@ -251,3 +251,20 @@ def test_a_pretrained_file_is_every_candidates_start_on_an_image_folder(tmp_path
     assert code == 2 and err.count("\n") == 1 and "'layer3.1.bn2.running_var'" in err, err
     with pytest.raises(KeyError):
         load(db, "w2")
+
+
+def test_a_start_whose_weights_are_gone_is_trained_again(tmp_path: Path) -> None:
+    import shutil
+
+    db = f"sqlite:///{tmp_path / 'g.db'}"
+    first = _paired_grid(tmp_path / "first.toml", "first", seeds=1)
+    assert run_cli("--study", str(first), "--storage", db, "--quiet") == 0
+    shutil.rmtree(tmp_path / "g.artifacts")
+    second = _paired_grid(tmp_path / "second.toml", "second", seeds=1)
+    proc = gcsearch_process("run", "--study", str(second), "--storage", db, "--quiet", cwd=tmp_path)  # a new process
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0 and "seed 0: its start (trial 0 of gcsearch-starts) cannot be used" in out, out
+    starts = _starts(db)
+    assert [t.state for t in starts] == [TrialState.COMPLETE, TrialState.COMPLETE]
+    trials = load(db, "second").get_trials(deepcopy=False)
+    assert all(t.state == TrialState.COMPLETE and t.user_attrs[Attr.START]["trial"] == 1 for t in trials)

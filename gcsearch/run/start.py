@@ -11,7 +11,9 @@ any trial's. Workers on any machine agree through the database:
   trains it), or absent (it creates the trial, RUNNING with a heartbeat, and trains it after the lock is
   released). So a start is trained by one worker at a time and never twice once it exists;
 - a start interrupted by Ctrl-C or SIGTERM is recorded as failed, and the next worker that needs it trains it;
-- a start whose loss diverged would diverge again: every candidate of its seed fails as diverged.
+- a start whose loss diverged would diverge again: every candidate of its seed fails as diverged;
+- a start whose weights can no longer be read (its artifact folder deleted or out of this machine's reach) is
+  trained again, once, and the newest readable one is used from then on.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from gcsearch.contract import (
     fail_reason,
     is_final_failure,
 )
+from gcsearch.errors import InputError
 from gcsearch.run.heartbeat import heartbeat
 from gcsearch.run.optuna_access import claim_waiting, record_heartbeat, trial_id
 from gcsearch.run.progress import Reporter
@@ -96,9 +99,15 @@ def obtain_start(run: Run, spec: ArchSpec, seed: int, reporter: Reporter) -> Sta
         with exclusive(run.storage, f"gcsearch: start {key}"):
             mine = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get(Attr.START_KEY) == key]
             done = [t for t in mine if t.state == TrialState.COMPLETE]
-            if done:
-                _KNOWN[known] = _load(run, done[0], seed)
-                return _KNOWN[known]
+            for finished in reversed(done):  # the newest whose weights can still be read
+                try:
+                    _KNOWN[known] = _load(run, finished, seed)
+                    return _KNOWN[known]
+                except InputError as exc:
+                    if not waited:
+                        reporter.note(f"seed {seed}: its start (trial {finished.number} of {STARTS_STUDY}) cannot "
+                                      f"be used ({exc}); training it again")
+                        waited = True
             failed = [t for t in mine if is_final_failure(t)]
             if failed:
                 raise StartDiverged(fail_reason(DIVERGED, f"the start of seed {seed} diverged (trial "
