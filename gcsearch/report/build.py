@@ -42,6 +42,7 @@ from gcsearch.report.noise import (
     paired_noise,
     pooled_noise,
 )
+from gcsearch.report.race import apply_race
 from gcsearch.report.rows import (
     REPORT_KEYS,
     Row,
@@ -53,6 +54,8 @@ from gcsearch.report.rows import (
     pick_baseline,
     set_deltas,
     spec_of,
+    start_files,
+    starts_of,
     trial_metric,
 )
 from gcsearch.space import ArchSpec
@@ -187,6 +190,7 @@ def build_report(data: StudyData, objectives: Sequence[str] | str | None = None,
         if rows and all(r.metric(metric.name) is None for r in rows):
             raise InputError(f"objectives: no finished trial of study {data.name!r} has a {metric.name} value")
     baseline = pick_baseline(rows, meta.get(Meta.BACKBONE))
+    apply_race(rows, baseline, data.summary.user_attrs)  # a race: its states, accuracy on the control's seeds
     for row in rows:
         set_deltas(row, baseline)
     noise = pooled_noise([r.accuracies for r in rows])
@@ -232,8 +236,8 @@ def build_report(data: StudyData, objectives: Sequence[str] | str | None = None,
                   candidates=rows, front=front, hypervolume=hv, reference=ref, reference_rule=rule,
                   baseline=baseline, view=view, by=dim, points=points, devices=dict(devices.most_common()),
                   noise=noise, chance=chance_of(meta.get(Meta.NUM_CLASSES), proxy_settings(meta).get("val_size")),
-                  paired=paired, starts=_starts(complete) if paired is not None else None,
-                  start_files=_start_files(complete) if paired is not None else None)
+                  paired=paired, starts=starts_of(complete) if paired is not None else None,
+                  start_files=start_files(complete) if paired is not None else None)
 
 
 # -- noise -----------------------------------------------------------------------------------------------
@@ -300,24 +304,6 @@ def _compare_paired(row: Row, reference: Row, paired: PairedNoise) -> Comparison
         return Comparison(delta=row.accuracy - reference.accuracy if row.accuracy is not None
                           and reference.accuracy is not None else 0.0, low=None, high=None, p=None)
     return compare_paired(differences, paired)
-
-
-def _start_files(trials: Sequence[Any]) -> list[str]:
-    """The pretrained files the trials started from (`start = "weights"`), with their SHA-256."""
-    found = {(str(t.user_attrs[Attr.START]["file"]), str(t.user_attrs[Attr.START].get("sha256", "")))
-             for t in trials if isinstance(t.user_attrs.get(Attr.START), dict) and "file" in t.user_attrs[Attr.START]}
-    return [f"{name} (sha256 {sha})" for name, sha in sorted(found)]
-
-
-def _starts(trials: Sequence[Any]) -> dict[int, float]:
-    """Each seed's start accuracy, as the trials that fine-tuned from it recorded it."""
-    out: dict[int, float] = {}
-    for t in trials:
-        start = t.user_attrs.get(Attr.START)
-        if isinstance(start, dict) and isinstance(start.get("seed"), int) and isinstance(start.get("accuracy"),
-                                                                                         (int, float)):
-            out[start["seed"]] = float(start["accuracy"])
-    return dict(sorted(out.items()))
 
 
 def parse_objectives(objectives: Sequence[str] | str | None, meta: dict[str, Any]) -> list[Objective]:

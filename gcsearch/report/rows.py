@@ -64,6 +64,7 @@ class Row:
     value_order: int = 0
     accuracies: list[float] = field(default_factory=list, repr=False)  # the counted trials' accuracies
     by_seed: dict[int, float] = field(default_factory=dict, repr=False)  # mean accuracy per seed (paired design)
+    race: str | None = None  # a race: why the candidate stopped (study/racing.py's states), or "open"
 
     @property
     def first_trial(self) -> int:
@@ -90,6 +91,8 @@ class Row:
             "delta_accuracy_low": self.delta_accuracy_low, "delta_accuracy_high": self.delta_accuracy_high,
             "verdict": self.verdict, "tied": self.tied,
         })
+        if self.race is not None:
+            out["race"] = self.race
         return out
 
 
@@ -239,3 +242,21 @@ def pct(value: float | None, base: float | None) -> float | None:
     if value is None or base is None or base == 0:
         return None
     return (value - base) / base * 100.0
+
+
+def start_files(trials: Sequence[Any]) -> list[str]:
+    """The pretrained files the trials started from (`start = "weights"`), with their SHA-256."""
+    found = {(str(t.user_attrs[Attr.START]["file"]), str(t.user_attrs[Attr.START].get("sha256", "")))
+             for t in trials if isinstance(t.user_attrs.get(Attr.START), dict) and "file" in t.user_attrs[Attr.START]}
+    return [f"{name} (sha256 {sha})" for name, sha in sorted(found)]
+
+
+def starts_of(trials: Sequence[Any]) -> dict[int, float]:
+    """Each seed's start accuracy, as the trials that fine-tuned from it recorded it."""
+    out: dict[int, float] = {}
+    for t in trials:
+        start = t.user_attrs.get(Attr.START)
+        if isinstance(start, dict) and isinstance(start.get("seed"), int) and isinstance(start.get("accuracy"),
+                                                                                         (int, float)):
+            out[start["seed"]] = float(start["accuracy"])
+    return dict(sorted(out.items()))
