@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import random
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -115,6 +116,85 @@ def simulate(studies: int, max_repeats: int, margin: float, seed: int, design: s
     return summary
 
 
+# The built-in placement grid cut to 12 candidates: four stage sets x three positions, a block in every residual
+# block; its proxy (paired: each seed's start trained once, every candidate fine-tuned half an epoch).
+REAL = """
+name = "{name}"
+backbone = "proxy"
+width = 16
+sampler = "grid"
+seed = 0
+objectives = ["accuracy", "flops"]
+[space]
+stages = ["c3", "c4", "c5", "c3-c5"]
+position = ["after_1x1", "after_3x3", "after_add"]
+[fixed]
+block = "gc"
+ratio = 16
+blocks = "all"
+[budget]
+{budget}
+[proxy]
+dataset = "synthetic"
+image_size = 32
+train_size = 3000
+val_size = 1000
+epochs = 3
+batch_size = 64
+lr = 0.1
+weight_decay = 5e-4
+label_smoothing = 0.1
+schedule = "onecycle"
+start = "baseline"
+finetune_epochs = 0.5
+finetune_lr = 0.02
+"""
+
+
+def _gcsearch(*args: str) -> str:
+    out = subprocess.run([sys.executable, "-m", "gcsearch", *args], check=True, capture_output=True, text=True,
+                         env={**os.environ, "COLUMNS": "200"})
+    return out.stdout
+
+
+def run_real(max_repeats: int, workers: int, folder: Path) -> dict[str, object]:
+    """The full grid (max_repeats seeds for everyone), then the race with the same cap, in one storage (the
+    starts are trained by the first and shared by the second); each timed, both reports compared."""
+    folder.mkdir(parents=True, exist_ok=True)
+    db = folder / "racing.db"
+    if db.exists():
+        raise SystemExit(f"{db} exists: give another --dir")
+    out: dict[str, object] = {"max_repeats": max_repeats, "workers": workers, "uptime": _uptime()}
+    reports = {}
+    for name, budget in (("full", f"repeats = {max_repeats}\nbaseline_repeats = {max_repeats}"),
+                         ("race", f"race = true\nmax_repeats = {max_repeats}")):
+        path = folder / f"{name}.toml"
+        path.write_text(REAL.format(name=name, budget=budget))
+        started = time.perf_counter()
+        _gcsearch("run", "--study", str(path), "--storage", str(db), "--workers", str(workers), "--quiet",
+                  "--device", "cpu", "--artifacts", str(folder / "artifacts"))
+        seconds = time.perf_counter() - started
+        report = json.loads(_gcsearch("report", "--study", name, "--storage", str(db), "--all", "--format", "json"))
+        rows = report["rows"]
+        reports[name] = rows
+        out[name] = {"seconds": round(seconds, 1), "trials": sum(r["n"] for r in rows),
+                     "front": sorted(r["label"] for r in rows if r["pareto"]),
+                     "tied": sorted(r["label"] for r in rows if r["pareto"] and r.get("tied")),
+                     "verdicts": {v: sum(r["verdict"] == v for r in rows) for v in ("better", "worse", "within noise")},
+                     "race": {r["label"]: [r["n"], r.get("race")] for r in rows if r.get("race")}}
+        out["uptime_after_" + name] = _uptime()
+    full, race = out["full"], out["race"]
+    differ = sorted(set(full["front"]) ^ set(race["front"]))
+    out["front_differs_by"] = differ
+    out["front_ok"] = all(label in full["tied"] for label in differ)
+    out["trial_ratio"] = race["trials"] / full["trials"]
+    return out
+
+
+def _uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="part", required=True)
@@ -132,8 +212,6 @@ def main(argv: list[str] | None = None) -> None:
     if args.part == "simulate":
         print(json.dumps(simulate(args.studies, args.max_repeats, args.margin, args.seed, args.design)))
     else:
-        from racing_real import run_real  # noqa: PLC0415
-
         print(json.dumps(run_real(args.max_repeats, args.workers, Path(args.dir))))
 
 
