@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import replace
 from pathlib import Path
 
@@ -231,3 +232,30 @@ def test_a_race_resumes_where_it_stopped(tmp_path: Path) -> None:
     assert _seeds(db) == EXPECTED_SEEDS
     trials = load(db, "race").get_trials()
     assert [t.state for t in trials].count(TrialState.COMPLETE) == 14 == len(trials)
+
+
+@pytest.mark.parametrize("where", ["sqlite", "postgresql"])
+def test_two_workers_race_one_study_and_queue_each_round_once(tmp_path: Path, where: str) -> None:
+    """Real tiny training in two worker processes: whoever finds the round empty decides it, once."""
+    if where == "postgresql":
+        from run_helpers import postgres_url_or_skip
+
+        url = postgres_url_or_skip()
+        name = f"race-{uuid.uuid4().hex[:12]}"  # the server keeps its studies between runs
+    else:
+        url, name = f"sqlite:///{tmp_path / 'race.db'}", "race"
+    path = write_grid(tmp_path / "race.toml", name, proxy=PAIRED)
+    path.write_text(path.read_text().replace("baseline_repeats = 1", "race = true\nmax_repeats = 3"))
+    assert run_cli("--study", str(path), "--storage", url, "--quiet", "--workers", "2",
+                   "--artifacts", str(tmp_path / "artifacts")) == 0
+    trials = load(url, name).get_trials()
+    points = [(t.user_attrs[Attr.KEY], t.user_attrs[Attr.REPEAT]) for t in trials]
+    assert len(points) == len(set(points)) and all(t.state == TrialState.COMPLETE for t in trials)
+    record = load(url, name).user_attrs[RACE_ATTR]
+    seeds: dict[str, list[int]] = {}
+    for key, repeat in points:
+        seeds.setdefault(key, []).append(repeat)
+    assert record["done"] and {k: sorted(v) for k, v in seeds.items()} == {
+        k: list(range(v["seeds"])) for k, v in record["candidates"].items()}
+    control = max(len(v) for v in seeds.values())
+    assert 2 <= control <= 3 and all(len(v) <= control for v in seeds.values())

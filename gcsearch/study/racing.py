@@ -2,26 +2,35 @@
 
 Round r (1-based) trains seed r - 1 of every candidate still in the race, the control always among them. After
 a round, each candidate in the race is compared, seed by seed on the seeds both have, with the members of the
-current front that cost no more than it in any cost objective (the control, which costs least, is always one),
-on the report's paired interval (`report.noise.compare_paired` on the study's pooled paired noise). A
-comparison is
+current front that cost no more than it in every cost objective (the control, which costs least, is always
+one). The interval is the report's paired one (`report.noise.compare_paired` on the study's pooled paired
+noise, the larger of that std and the pair's own), kept on the pool's degrees of freedom: a pair's own std on
+two or three seeds has one or two, whose t quantile (12.7, 4.3) would keep nearly every candidate racing to
+the cap. A comparison is
 
 - `above` / `below`: the interval of (candidate - front member) lies above / below 0;
 - `same`: the interval lies within +-margin (practically equal, so the costlier one is not worth having);
-- `open`: neither: another seed could still move it.
+- `noisy`: open, and even the cap's seeds at this spread would leave it open (judged from three seeds on);
+- `open`: another seed could still move it.
 
 A candidate stops when it is `below` a cheaper front member (`dominated`: it cannot join the front), `same` as
 one (`equivalent`), or `above` every one (`settled`: on the front, separated from everything cheaper), in each
-case only once its comparison with the control is decided too (above, below or same: its verdict against the
-baseline can no longer change with more seeds). Otherwise it is open and runs the next seed, until the cap
-(`cap`). A front member that an open candidate is still open against runs the next seed with it, whatever its
-own state, because a paired comparison grows only on the seeds both have. A candidate that leaves the race
-never comes back; its results stay in the table and keep counting for the noise and the front.
+case only once its comparison with the control is decided too, so that its verdict against the baseline would
+not change with more seeds; a candidate `noisy` against the control or a front member stops as `noisy`; one
+still open at the cap stops as `cap`. Above or below the control (a verdict) counts only from three seeds on:
+on two, a candidate's own spread has one degree of freedom and cannot show that it is noisier than the rest,
+and a noisy candidate whose two seeds happen to agree would get a verdict on the narrow pooled interval. A
+candidate below a cheaper front member other than the control stops on two seeds when the control does not
+separate from it yet. A front member that an open candidate is still open against runs the next seed with it,
+whatever its own state, because a paired comparison grows only on the seeds both have. A candidate that leaves
+the race never comes back; its results stay in the table and keep counting for the noise and the front.
+
+The front is ranked on accuracy on the control's seeds (`adjusted_means`), as the report ranks a race.
 
 Why this rule (irace's test after each block, on the report's own interval) rather than SMAC's doubling: a
 grid's candidates are all known up front, so every one can be judged after every block, and the report's
-interval is the one its verdicts will be read with, so a candidate stops exactly when the report's verdict on
-it is settled. Seeds are blocks: round r is one trained start (paired design), shared by every candidate.
+interval is the one its verdicts will be read with. Seeds are blocks: round r is one trained start (paired
+design), shared by every candidate.
 
 The whole race is a pure function of the finished trials: replaying it round by round from the results
 gives the same decisions on any worker and after any interruption. Torch-free.
