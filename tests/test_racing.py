@@ -4,13 +4,15 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import uuid
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from optuna.trial import TrialState
-from run_helpers import TINY_PROXY, cli_output, load, run_cli, write_grid
+from run_helpers import TINY_PROXY, cli_output, gcsearch_process, load, run_cli, wait_until, write_grid
 
 from gcsearch.contract import RACE_ATTR, Attr
 from gcsearch.run.engine import default_engine
@@ -259,3 +261,41 @@ def test_two_workers_race_one_study_and_queue_each_round_once(tmp_path: Path, wh
         k: list(range(v["seeds"])) for k, v in record["candidates"].items()}
     control = max(len(v) for v in seeds.values())
     assert 2 <= control <= 3 and all(len(v) <= control for v in seeds.values())
+
+
+def test_a_race_killed_in_its_second_round_resumes_and_decides_the_same(tmp_path: Path) -> None:
+    """kill -9 while round 2 trains (real tiny training, its own process): the next run takes the dead trial over
+    by its heartbeat and finishes the race; no point twice, and the record matches the trials."""
+    db = f"sqlite:///{tmp_path / 'race.db'}"
+    path = write_grid(tmp_path / "race.toml", "race", proxy=PAIRED.replace("train_size = 128", "train_size = 512"))
+    path.write_text(path.read_text().replace("baseline_repeats = 1", "race = true\nmax_repeats = 3"))
+    proc = gcsearch_process("run", "--study", str(path), "--storage", db, "--quiet", "--heartbeat", "1",
+                            cwd=tmp_path)
+
+    def in_round_two() -> bool:
+        try:
+            return any(t.state == TrialState.RUNNING and t.user_attrs.get(Attr.REPEAT) == 1
+                       for t in load(db, "race").get_trials(deepcopy=False))
+        except KeyError:
+            return False
+
+    try:
+        wait_until(in_round_two, 120, "a trial of round 2", proc)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert any(t.state == TrialState.RUNNING for t in load(db, "race").get_trials())  # left behind by the kill
+    assert run_cli("--study", str(path), "--storage", db, "--quiet", "--heartbeat", "1") == 0
+    trials = load(db, "race").get_trials()
+    complete = [(t.user_attrs[Attr.KEY], t.user_attrs[Attr.REPEAT]) for t in trials
+                if t.state == TrialState.COMPLETE]
+    assert len(complete) == len(set(complete)) and not [t for t in trials if t.state == TrialState.RUNNING]
+    record = load(db, "race").user_attrs[RACE_ATTR]
+    seeds: dict[str, list[int]] = {}
+    for key, repeat in complete:
+        seeds.setdefault(key, []).append(repeat)
+    assert record["done"] and {k: sorted(v) for k, v in seeds.items()} == {
+        k: list(range(v["seeds"])) for k, v in record["candidates"].items()}
