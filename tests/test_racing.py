@@ -220,6 +220,8 @@ def test_a_race_runs_round_by_round_and_report_and_show_say_why(tmp_path: Path) 
                   if t.user_attrs[Attr.LABEL] == "gc r4 @ c4 after_1x1 all")
     code, out, _ = cli_output("show", str(number), "--study", "race", "--storage", db)
     assert code == 0 and "2 seeds, equivalent (within the margin of a cheaper" in out
+    code, out, _ = cli_output("show", str(number), "--study", "race", "--storage", db, "--json")
+    assert code == 0 and json.loads(out)["race"].startswith("2 seeds, equivalent (within the margin of a cheaper")
 
 
 def test_a_race_resumes_where_it_stopped(tmp_path: Path) -> None:

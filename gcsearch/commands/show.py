@@ -50,6 +50,7 @@ def _trial_dict(summary: StudySummary, t: TrialRecord) -> dict[str, Any]:
         "datetime_complete": t.datetime_complete.isoformat() if t.datetime_complete else None,
         "duration_s": t.duration_s, "params": t.params, "user_attrs": t.user_attrs,
         "intermediate_values": {str(k): v for k, v in sorted(t.intermediate_values.items())},
+        "race": race_text(summary.user_attrs, str(t.user_attrs.get(Attr.KEY))),  # None: the study does not race
     }
 
 
