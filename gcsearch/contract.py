@@ -25,6 +25,9 @@ STUDY_META = "gcsearch"  # the study user attribute that holds `Meta`
 # study in the storage; its metadata is {"kind": STARTS_KIND}.
 STARTS_STUDY = "gcsearch-starts"
 STARTS_KIND = "starts"
+# A race (`[budget] race = true`): the study user attribute where the workers record, after each round, every
+# candidate's seeds and why it stopped: {"round", "done", "candidates": {key: {"seeds", "state", "against"}}}.
+RACE_ATTR = "gcsearch-race"
 
 
 class Meta:
@@ -47,6 +50,7 @@ class Meta:
     INPUT_SIZE = "input_size"
     NUM_CLASSES = "num_classes"
     ARTIFACTS = "artifacts"  # the folder the first run kept trained weights in (None: not kept)
+    RACE = "race"  # a race's {"max_repeats", "margin"}; None or absent: not a race
 
 
 class Attr:

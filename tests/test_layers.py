@@ -14,6 +14,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("gcsearch.errors", "gcsearch.units"),
     ("gcsearch.contract",),
     ("gcsearch.pareto",),
+    ("gcsearch.report.noise",),  # the report's statistics, torch-free: also the race rule's (study/racing.py)
     ("gcsearch.space",),
     ("gcsearch.model", "gcsearch"),  # the package itself: ArchSpec, build_model, measure, __version__
     ("gcsearch.training",),

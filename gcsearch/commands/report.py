@@ -14,6 +14,7 @@ from gcsearch.commands.options import ReadStorageOpt, StudyOpt
 from gcsearch.errors import InputError
 from gcsearch.report.build import SORT_KEYS, Report, read_report
 from gcsearch.report.formats import FORMATS, header_lines, render
+from gcsearch.report.race import race_line
 from gcsearch.report.table import fit_table, text_table
 from gcsearch.space.spec import SPEC_FIELDS
 from gcsearch.storage.urls import DEFAULT_STORAGE
@@ -118,6 +119,8 @@ def print_table(rep: Report, out: Console) -> None:
         style = "bold" if row.pareto and rep.view == "all" else ("dim" if not row.feasible else "")
         text.append(line + "\n", style=style)
     out.print(text, soft_wrap=True, end="")
+    if (line := race_line(rep.candidates, rep.meta, rep.summary.user_attrs)) is not None:
+        out.print(line, style="dim", highlight=False, markup=False)
     if fit.hidden or fit.compact:
         parts = [f"hidden {', '.join(fit.hidden)}"] if fit.hidden else []
         parts += ["Δacc ±95%: the delta ± half its 95% interval"] if fit.compact else []

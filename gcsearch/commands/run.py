@@ -114,6 +114,7 @@ def print_summary(out: Console, summary: Summary, run: Run) -> None:
                   f"(target {summary.target}). Give a larger --trials to run more.", highlight=False)
     else:
         state = "done" if c.finished >= summary.target else (
+            "the race is decided" if summary.exhausted and run.spec.race else
             "every point has been run" if summary.exhausted else "stopped")
         out.print(f"[bold]{summary.study}[/]: {state}, {c.finished}/{summary.target} finished "
                   f"({c.complete - c.reused} complete, {c.pruned} pruned, {c.failed} failed"

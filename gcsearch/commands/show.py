@@ -12,6 +12,7 @@ from gcsearch.commands.options import JsonOpt, ReadStorageOpt, StudyOpt, TrialAr
 from gcsearch.commands.view import local_time
 from gcsearch.contract import Attr, Meta
 from gcsearch.report.labels import short_label
+from gcsearch.report.race import race_text
 from gcsearch.storage.reader import read_trial
 from gcsearch.storage.records import StudySummary, TrialRecord, summary_dict
 from gcsearch.storage.urls import DEFAULT_STORAGE
@@ -49,6 +50,7 @@ def _trial_dict(summary: StudySummary, t: TrialRecord) -> dict[str, Any]:
         "datetime_complete": t.datetime_complete.isoformat() if t.datetime_complete else None,
         "duration_s": t.duration_s, "params": t.params, "user_attrs": t.user_attrs,
         "intermediate_values": {str(k): v for k, v in sorted(t.intermediate_values.items())},
+        "race": race_text(summary.user_attrs, str(t.user_attrs.get(Attr.KEY))),  # None: the study does not race
     }
 
 
@@ -62,6 +64,8 @@ def _print_trial(summary: StudySummary, t: TrialRecord) -> None:
         facts.append(("candidate", str(ua[Attr.LABEL])))
     if ua.get(Attr.KEY):
         facts.append(("key", str(ua[Attr.KEY])))
+        if (race := race_text(summary.user_attrs, str(ua[Attr.KEY]))) is not None:
+            facts.append(("race", race))
     names = summary_dict(summary)["objectives"]
     if t.values is not None:
         facts.append(("values", ", ".join(f"{n}={v:g}" for n, v in zip(names, t.values, strict=False))))

@@ -39,6 +39,7 @@ from gcsearch.report.noise import (
     pooled_noise,
 )
 from gcsearch.report.paired import compare_rows, mark_not_identity, paired_prior, start_files, starts
+from gcsearch.report.race import apply_race
 from gcsearch.report.rows import (
     REPORT_KEYS,
     Row,
@@ -183,6 +184,7 @@ def build_report(data: StudyData, objectives: Sequence[str] | str | None = None,
         if rows and all(r.metric(metric.name) is None for r in rows):
             raise InputError(f"objectives: no finished trial of study {data.name!r} has a {metric.name} value")
     baseline = pick_baseline(rows, meta.get(Meta.BACKBONE))
+    apply_race(rows, baseline, data.summary.user_attrs)  # a race: its states, accuracy on the control's seeds
     for row in rows:
         set_deltas(row, baseline)
     noise = pooled_noise([r.accuracies for r in rows])

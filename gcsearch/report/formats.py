@@ -131,6 +131,8 @@ def display_columns(report: Report, compact: bool = False) -> list[Column]:
         ]
         if report.has_latency:
             cols.append(("Δlatency", lambda r: _signed(r.delta_latency_pct, 1, "%"), "r"))
+    if any(r.race for r in report.candidates):  # a race: why each candidate stopped (its seeds are the n)
+        cols.append(("race", lambda r: "-" if r.baseline else r.race or "", "l"))
     return cols
 
 

@@ -64,6 +64,7 @@ class Row:
     value_order: int = 0
     accuracies: list[float] = field(default_factory=list, repr=False)  # the counted trials' accuracies
     by_seed: dict[int, float] = field(default_factory=dict, repr=False)  # mean accuracy per seed (paired design)
+    race: str | None = None  # a race: why the candidate stopped (study/racing.py's states), or "open"
 
     @property
     def first_trial(self) -> int:
@@ -90,6 +91,8 @@ class Row:
             "delta_accuracy_low": self.delta_accuracy_low, "delta_accuracy_high": self.delta_accuracy_high,
             "verdict": self.verdict, "tied": self.tied,
         })
+        if self.race is not None:
+            out["race"] = self.race
         return out
 
 

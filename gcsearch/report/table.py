@@ -21,7 +21,7 @@ COLUMN_GAP = "   "
 NARROW_GAPS = ("  ", " ")
 # What a narrow terminal gives up first. Never: rank, candidate, accuracy, the accuracy delta with its
 # interval, the verdict, the FLOPs.
-DROP_ORDER = ("Δparams", "Δlatency", "latency ms", "params M", "trials")
+DROP_ORDER = ("race", "Δparams", "Δlatency", "latency ms", "params M", "trials")
 DROP_LAST = ("ΔFLOPs", "tied", "front")
 
 

@@ -31,6 +31,7 @@ from gcsearch.contract import (
 from gcsearch.errors import RuntimeFailure
 from gcsearch.run.optuna_access import claim_waiting, record_heartbeat
 from gcsearch.run.progress import Reporter, Summary, best_candidates
+from gcsearch.run.racing import next_round
 from gcsearch.run.setup import Run, quiet_optuna, storage_errors
 from gcsearch.run.signals import signals_held, sigterm_interrupts
 from gcsearch.run.trial import run_trial
@@ -52,6 +53,9 @@ def work(run: Run, reporter: Reporter) -> int:
             optuna.storages.fail_stale_trials(run.study)
             trials = run.study.get_trials(deepcopy=False)
             counts = count_trials(trials)
+            if run.spec.race and _exhausted(run, trials, counts) and \
+                    next_round(run, queue=counts.finished < run.target):
+                continue  # a race: the next round (or the rest of this one) is queued
             if counts.finished >= run.target or _exhausted(run, trials, counts):
                 return trained
             queued = counts.waiting > 0

@@ -113,7 +113,7 @@ def _resume(spec: StudySpec, storage: optuna.storages.BaseStorage, meta: dict[st
             queued = queue_missing(study, spec)
     if stored is meta or stored.get(Meta.STUDY_FILE) != meta[Meta.STUDY_FILE]:
         # The space, budget or sampler may change between runs; the stored file is the latest one.
-        keys = (Meta.STUDY_FILE, Meta.STUDY, Meta.SAMPLER, Meta.REPEATS, Meta.CONSTRAINTS, Meta.VERSION,
+        keys = (Meta.STUDY_FILE, Meta.STUDY, Meta.SAMPLER, Meta.REPEATS, Meta.CONSTRAINTS, Meta.VERSION, Meta.RACE,
                 *([Meta.BASELINE_REPEATS] if Meta.BASELINE_REPEATS in stored else []))
         stored = {**stored, **{k: meta[k] for k in keys if k in meta}}
         study.set_user_attr(STUDY_META, stored)

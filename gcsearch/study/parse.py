@@ -25,6 +25,8 @@ from gcsearch.study.spec import (
     BUDGET_KEYS,
     CONSTRAINT_KEYS,
     DEFAULT_BASELINE_REPEATS,
+    DEFAULT_MAX_REPEATS,
+    DEFAULT_RACE_MARGIN,
     DIMENSION_CHOICES,
     DIMENSIONS,
     MAX_POINTS,
@@ -156,15 +158,44 @@ class _Parser:
         fixed = self.fixed(space)
         proxy = self.proxy()
         pruning = self.pruning([OBJECTIVES[o].direction for o in objectives])
+        race, max_repeats, race_margin = self.race(budget, sampler, proxy)
 
         spec = StudySpec(
             name=name, description=description, source=self.source, text=self.text, data=d,
             backbone=backbone, width=width, depth=depth, space=space, fixed=fixed, objectives=objectives,
             max_flops=max_flops, max_params=max_params, sampler=sampler, seed=seed, trials=trials,
             repeats=repeats, proxy=proxy, pruning=pruning, baseline_repeats=baseline_repeats,
+            race=race, max_repeats=max_repeats, race_margin=race_margin,
         )
         spec._candidates.extend(self.enumerate(spec))
         return spec
+
+    def race(self, budget: dict[str, Any], sampler: str, proxy: ProxyConfig) -> tuple[bool, int, float]:
+        """`[budget] race`, `max_repeats`, `race_margin`: a paired grid that races (study/racing.py)."""
+        race = budget.get("race", False)
+        if not isinstance(race, bool):
+            raise self.error("budget.race", f"expected true or false, got {_kind(race)}")
+        if not race:
+            for key in ("max_repeats", "race_margin"):
+                if key in budget:
+                    raise self.error(f"budget.{key}", "only with race = true")
+            return False, DEFAULT_MAX_REPEATS, DEFAULT_RACE_MARGIN
+        if sampler != "grid":
+            raise self.error("budget.race", f"racing needs sampler = \"grid\" (this file says {sampler!r}): a race "
+                                            "decides each round over every candidate of a grid")
+        if proxy.start == "scratch":
+            raise self.error("budget.race", "racing compares candidates seed by seed with the control of the same "
+                                            "seed, which needs a paired proxy ([proxy] start = \"baseline\" or "
+                                            "\"weights\")")
+        for key in ("repeats", "baseline_repeats"):
+            if key in budget:
+                raise self.error(f"budget.{key}", "a race gives each candidate its seeds round by round; give "
+                                                  "max_repeats (the cap) instead")
+        max_repeats = self.integer("budget.max_repeats", budget.get("max_repeats", DEFAULT_MAX_REPEATS), 2)
+        margin = budget.get("race_margin", DEFAULT_RACE_MARGIN)
+        if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 < margin < float("inf"):
+            raise self.error("budget.race_margin", f"expected a positive number of accuracy points, got {margin!r}")
+        return True, max_repeats, float(margin)
 
     def backbone(self) -> tuple[str, int | None, tuple[int, ...] | None]:
         d = self.data

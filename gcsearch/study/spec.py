@@ -52,9 +52,11 @@ GRID_DISTRIBUTIONS: dict[str, BaseDistribution] = {
 SAMPLERS: tuple[str, ...] = ("grid", "tpe", "nsga2", "random")
 TOP_KEYS: tuple[str, ...] = ("name", "description", "backbone", "width", "depth", "objectives", "sampler", "seed",
                              "space", "fixed", "constraints", "budget", "proxy", "pruning")
-BUDGET_KEYS: tuple[str, ...] = ("trials", "repeats", "baseline_repeats")
+BUDGET_KEYS: tuple[str, ...] = ("trials", "repeats", "baseline_repeats", "race", "max_repeats", "race_margin")
 CONSTRAINT_KEYS: tuple[str, ...] = ("max_flops", "max_params")
 DEFAULT_BASELINE_REPEATS = 3  # seeds of a grid's baseline: the noise estimate of a study whose candidates have one
+DEFAULT_MAX_REPEATS = 5  # a race's cap on seeds per candidate
+DEFAULT_RACE_MARGIN = 0.5  # accuracy points: in a race, closer than this to a cheaper front member is equal
 DEFAULT_TRIALS = 20  # budget of a tpe/nsga2/random study whose file gives none
 MAX_POINTS = 100_000  # combinations enumerated to validate a space; beyond this a space is refused
 
@@ -109,6 +111,9 @@ class StudySpec:
     proxy: ProxyConfig
     pruning: dict[str, Any] | None
     baseline_repeats: int = 1  # seeds of a grid's baseline (at least `repeats`)
+    race: bool = False  # a paired grid that gives seeds only to candidates still open (study/racing.py)
+    max_repeats: int = DEFAULT_MAX_REPEATS
+    race_margin: float = DEFAULT_RACE_MARGIN
     _candidates: list[Candidate] = field(default_factory=list, repr=False, compare=False)
 
     # -- objectives ------------------------------------------------------------------------
@@ -138,13 +143,19 @@ class StudySpec:
         return list(self._candidates)
 
     def repeats_of(self, candidate: Candidate) -> int:
-        """Seeds a grid gives `candidate`: the baseline gets more, so that every study measures its noise."""
+        """Seeds a grid gives `candidate`: the baseline gets more, so that every study measures its noise.
+        A race: at most `max_repeats` each, the baseline (the control) included."""
+        if self.race:
+            return self.max_repeats
         if self.is_grid and candidate.key == self.baseline.key:
             return max(self.repeats, self.baseline_repeats)
         return self.repeats
 
     def grid(self) -> list[tuple[Candidate, int]]:
-        """The points a grid study runs: candidate by candidate, each with every repeat index."""
+        """The points a grid study queues up front: candidate by candidate, each with every repeat index (a
+        race: its first round, every candidate on seed 0; the worker queues the later rounds)."""
+        if self.race:
+            return [(c, 0) for c in self._candidates]
         return [(c, r) for c in self._candidates for r in range(self.repeats_of(c))]
 
     @property
@@ -191,6 +202,7 @@ class StudySpec:
             Meta.SEED: self.seed,
             Meta.REPEATS: self.repeats,
             Meta.BASELINE_REPEATS: self.baseline_repeats,
+            Meta.RACE: {"max_repeats": self.max_repeats, "margin": self.race_margin} if self.race else None,
             Meta.BACKBONE: self.backbone,
             Meta.WIDTH: self.width,
             Meta.DEPTH: list(self.depth) if self.depth is not None else None,
