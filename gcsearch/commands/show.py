@@ -43,6 +43,7 @@ def show(
 
 
 def _trial_dict(summary: StudySummary, t: TrialRecord) -> dict[str, Any]:
+    race = race_text(summary.user_attrs, str(t.user_attrs.get(Attr.KEY)))
     return {
         "study": summary.name, "number": t.number, "state": t.state.lower(), "values": t.values,
         "objectives": summary_dict(summary)["objectives"], "feasible": t.feasible, "constraints": t.constraints,
@@ -50,8 +51,7 @@ def _trial_dict(summary: StudySummary, t: TrialRecord) -> dict[str, Any]:
         "datetime_complete": t.datetime_complete.isoformat() if t.datetime_complete else None,
         "duration_s": t.duration_s, "params": t.params, "user_attrs": t.user_attrs,
         "intermediate_values": {str(k): v for k, v in sorted(t.intermediate_values.items())},
-        "race": race_text(summary.user_attrs, str(t.user_attrs.get(Attr.KEY))),  # None: the study does not race
-    }
+    } | ({} if race is None else {"race": race})  # only a racing study's trials have one
 
 
 def _print_trial(summary: StudySummary, t: TrialRecord) -> None:
