@@ -180,3 +180,17 @@ def running_with_epochs(storage: str, name: str, epochs: int = 1) -> optuna.tria
         if len(t.user_attrs.get("accuracies") or ()) >= epochs:
             return t
     return None
+
+
+def kill_when(proc: subprocess.Popen, condition, what: str, timeout: float = 120) -> None:  # noqa: ANN001
+    """SIGKILL the process group of `proc` as soon as `condition()` holds (the test fails if it never does)."""
+    import signal
+
+    try:
+        wait_until(condition, timeout, what, proc)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()

@@ -5,14 +5,12 @@ start is taken over, and what a scratch proxy stores is what it stored before th
 from __future__ import annotations
 
 import json
-import os
-import signal
 from pathlib import Path
 
 import pytest
 import torch
 from optuna.trial import TrialState
-from run_helpers import TINY_PROXY, cli_output, gcsearch_process, load, run_cli, wait_until, write_grid
+from run_helpers import TINY_PROXY, cli_output, gcsearch_process, kill_when, load, run_cli, write_grid
 
 from gcsearch import ArchSpec, build_model
 from gcsearch.contract import STARTS_STUDY, Attr
@@ -170,14 +168,7 @@ def test_a_start_whose_trainer_was_killed_is_trained_by_the_next_run(tmp_path: P
         except KeyError:
             return False
 
-    try:
-        wait_until(start_running, 120, "the start's training", proc)
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    kill_when(proc, start_running, "the start's training")
     assert run_cli("--study", str(path), "--storage", db, "--quiet", "--heartbeat", "1") == 0
     states = sorted(t.state.name for t in _starts(db))
     assert states.count("COMPLETE") == 1 and "RUNNING" not in states

@@ -4,15 +4,13 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import uuid
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from optuna.trial import TrialState
-from run_helpers import TINY_PROXY, cli_output, gcsearch_process, load, run_cli, wait_until, write_grid
+from run_helpers import TINY_PROXY, cli_output, gcsearch_process, kill_when, load, run_cli, write_grid
 
 from gcsearch.contract import RACE_ATTR, Attr
 from gcsearch.run.engine import default_engine
@@ -283,14 +281,7 @@ def test_a_race_killed_in_its_second_round_resumes_and_decides_the_same(tmp_path
         except KeyError:
             return False
 
-    try:
-        wait_until(in_round_two, 120, "a trial of round 2", proc)
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    kill_when(proc, in_round_two, "a trial of round 2")
     assert any(t.state == TrialState.RUNNING for t in load(db, "race").get_trials())  # left behind by the kill
     assert run_cli("--study", str(path), "--storage", db, "--quiet", "--heartbeat", "1") == 0
     trials = load(db, "race").get_trials()
