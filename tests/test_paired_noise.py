@@ -88,7 +88,7 @@ def test_power_against_a_two_sigma_paired_difference() -> None:
 
 def test_one_noisy_candidate_does_not_widen_the_others_intervals() -> None:
     """The candidate 5x noisier is left out of the pool (or keeps its own variance): the others' intervals stay
-    as they were; pooling it in would widen every one about 2.7x."""
+    about as they were (a pool that kept it would carry its 25x variance into every interval)."""
     calm_power, calm_width = _power(np.random.default_rng(9), 3, 4, noisy=False)
     noisy_power, noisy_width = _power(np.random.default_rng(9), 3, 4, noisy=True)
     print(f"median half-width {calm_width:.2f} -> {noisy_width:.2f} beside a 5x noisier candidate; "
