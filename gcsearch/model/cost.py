@@ -97,7 +97,7 @@ def measure(spec: ArchSpec, input_size: tuple[int, int, int] | list[int] = (3, 2
         return _CACHE[key]
 
     counts = _counts(spec, size, num_classes)
-    base = _counts(baseline_of(spec), size, num_classes) if spec.has_blocks else counts
+    base = _counts(spec.baseline, size, num_classes) if spec.has_blocks else counts
     stages = {}
     for stage in STAGES:
         s, b = counts["stages"][stage], base["stages"][stage]
@@ -113,11 +113,6 @@ def measure(spec: ArchSpec, input_size: tuple[int, int, int] | list[int] = (3, 2
     )
     _CACHE[key] = result
     return result
-
-
-def baseline_of(spec: ArchSpec) -> ArchSpec:
-    """The same backbone with block none: what a block's cost is measured against."""
-    return ArchSpec(backbone=spec.backbone, width=spec.width, depth=spec.depth, block="none")
 
 
 # -- FLOPs ----------------------------------------------------------------------------------------------------

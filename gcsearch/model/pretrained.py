@@ -98,7 +98,7 @@ def backbone_shapes(target: ArchSpec | nn.Module, num_classes: int | None = None
     if isinstance(target, ArchSpec):
         from gcsearch.model.resnet import build_model
 
-        bare = ArchSpec(backbone=target.backbone, width=target.width, depth=target.depth, block="none")
+        bare = target.baseline
         with torch.device("meta"):  # shapes only: no memory, no initialization cost
             target = build_model(bare, num_classes=num_classes or 1000, in_chans=in_chans)
     if not isinstance(target, nn.Module):

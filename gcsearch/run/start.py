@@ -63,8 +63,6 @@ class Start:
     accuracy: float
     sha256: str
     state_dict: Any  # dict[str, torch.Tensor]
-    trained_here: bool  # this worker trained it (rather than loading it)
-
     file: str | None = None  # a pretrained start (`start = "weights"`): the file's name; no trial, no accuracy
 
     def record(self) -> dict[str, Any]:
@@ -75,14 +73,9 @@ class Start:
                 "sha256": self.sha256}
 
 
-def baseline_of(spec: ArchSpec) -> ArchSpec:
-    """The block-less network of `spec`'s backbone: what its start is."""
-    return ArchSpec(backbone=spec.backbone, width=spec.width, depth=spec.depth, block="none")
-
-
 def start_key(run: Run, spec: ArchSpec, seed: int) -> str:
     """The start's identity: equal for every study whose candidates can share it."""
-    what = {"spec": baseline_of(spec).key, "classes": run.data.num_classes, "channels": run.data.in_chans,
+    what = {"spec": spec.baseline.key, "classes": run.data.num_classes, "channels": run.data.in_chans,
             "proxy": run.spec.proxy.start_proxy().fingerprint(), "seed": seed}
     return hashlib.sha1(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -126,7 +119,7 @@ def obtain_start(run: Run, spec: ArchSpec, seed: int, reporter: Reporter) -> Sta
 
 
 _KNOWN: dict[tuple[str, str], Start] = {}  # finished starts this process loaded or trained: (storage, key)
-_PRETRAINED: dict[str, Any] = {}  # this process's pretrained file, read once: {"key", "state", "said"}
+_PRETRAINED: dict[str, Any] = {}  # this process's pretrained file, read once: {"key", "sha", "state", "said"}
 
 
 def pretrained_start(run: Run, spec: ArchSpec, seed: int, reporter: Reporter | None = None) -> Start:
@@ -137,17 +130,19 @@ def pretrained_start(run: Run, spec: ArchSpec, seed: int, reporter: Reporter | N
     from gcsearch.training.config import weights_sha256
 
     path = str(run.spec.proxy.weights)
-    sha = weights_sha256(path)
-    if _PRETRAINED.get("key") != (path, sha):
-        _PRETRAINED.update(key=(path, sha), state=read_state_dict(path), said=False)
+    stat = os.stat(os.path.expanduser(path))
+    key = (path, stat.st_size, stat.st_mtime_ns)  # read and hashed once per process, unless the file changes
+    if _PRETRAINED.get("key") != key:
+        _PRETRAINED.update(key=key, sha=weights_sha256(path), state=read_state_dict(path), said=False)
+    sha = _PRETRAINED["sha"]
     name = os.path.basename(path)
-    mapped = map_pretrained(baseline_of(spec), _PRETRAINED["state"], run.data.num_classes,
+    mapped = map_pretrained(spec.baseline, _PRETRAINED["state"], run.data.num_classes,
                             in_chans=run.data.in_chans, name=name, seed=seed)
     if reporter is not None and mapped.message and not _PRETRAINED["said"]:
         reporter.note(f"{name}: {mapped.message}")
         _PRETRAINED["said"] = True
     return Start(trial=-1, seed=seed, accuracy=float("nan"), sha256=sha, state_dict=mapped.state_dict,
-                 trained_here=False, file=name)
+                 file=name)
 
 
 def _starts_study(storage: optuna.storages.BaseStorage) -> optuna.Study:
@@ -178,7 +173,7 @@ def _train(run: Run, study: optuna.Study, trial: optuna.Trial, spec: ArchSpec, s
            reporter: Reporter) -> Start:
     from gcsearch.run.trial import cpu_threads, versions
 
-    baseline = baseline_of(spec)
+    baseline = spec.baseline
     proxy = run.spec.proxy.start_proxy()
     reporter.start_training(seed, proxy.epochs)
     with heartbeat(run.storage, trial_id(trial), run.options.heartbeat):
@@ -216,7 +211,7 @@ def _train(run: Run, study: optuna.Study, trial: optuna.Trial, spec: ArchSpec, s
     reporter.start_ready(seed, float(result.accuracy), float(result.train_seconds))
     state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
     return Start(trial=trial.number, seed=seed, accuracy=float(result.accuracy), sha256=kept["sha256"],
-                 state_dict=state, trained_here=True)
+                 state_dict=state)
 
 
 def _fail(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
@@ -232,4 +227,4 @@ def _load(run: Run, trial: optuna.trial.FrozenTrial, seed: int) -> Start:
     content, _ = trial_weights(trial.user_attrs, trial.number)
     state = run.engine.read_state(content)
     return Start(trial=trial.number, seed=seed, accuracy=float(trial.user_attrs.get(Attr.ACCURACY, float("nan"))),
-                 sha256=str(trial.user_attrs[Attr.WEIGHTS].get("sha256", "")), state_dict=state, trained_here=False)
+                 sha256=str(trial.user_attrs[Attr.WEIGHTS].get("sha256", "")), state_dict=state)

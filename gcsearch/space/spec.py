@@ -67,6 +67,11 @@ class ArchSpec:
         return self.block != "none"
 
     @property
+    def baseline(self) -> ArchSpec:
+        """The same backbone with block none: what a block's cost is measured against, and a paired start."""
+        return ArchSpec(backbone=self.backbone, width=self.width, depth=self.depth, block="none")
+
+    @property
     def identity_at_insertion(self) -> bool:
         """Whether the network computes its block-less network's function before training: each block's last
         layer starts at zero, so an added block (add fusion, NL's zero-scaled output) adds nothing, while a
