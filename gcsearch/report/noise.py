@@ -250,17 +250,10 @@ def paired_detectable(std: float, df: float, seeds: int, target: float = 0.8, al
     paired std `std` known to `df` degrees of freedom."""
     if std <= 0 or df < 1:
         raise ValueError("a detectable difference needs a positive std and at least one degree of freedom")
-    critical = float(stats.t.ppf(1 - alpha / 2, df))
-
-    def power_at(d: float) -> float:
-        shift = d / (std / math.sqrt(seeds))
-        value = float(stats.nct.sf(critical, df, shift) + stats.nct.cdf(-critical, df, shift))
-        return value if math.isfinite(value) else float(shift > critical)  # scipy's nct fails far out
-
     high = std
-    while power_at(high) < target:
+    while paired_power(high, std, df, seeds, alpha) < target:
         high *= 2
-    return float(optimize.brentq(lambda d: power_at(d) - target, 0.0, high))
+    return float(optimize.brentq(lambda d: paired_power(d, std, df, seeds, alpha) - target, 0.0, high))
 
 
 # --------------------------------------------------------------------------------------------------------------
