@@ -20,7 +20,7 @@ Writes gpu_check.json and gpu_check.md (the table it prints) to --out. The goals
 they are shown but not judged. Exit code 1 when a part could not be measured or a CUDA test failed.
 
     python benchmarks/gpu_check.py                          # cuda, full sizes
-    python benchmarks/gpu_check.py --device cpu --quick     # CI smoke run: about a minute on 2 cores
+    python benchmarks/gpu_check.py --device cpu --quick     # CI smoke run: one to two minutes on 2 cores
 """
 
 from __future__ import annotations
@@ -323,7 +323,7 @@ def markdown(report: dict[str, Any]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda", help="cuda, cuda:N or cpu (default: cuda)")
-    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run (about a minute on 2 CPUs)")
+    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run (one to two minutes on 2 CPUs)")
     parser.add_argument("--out", default=".", help="folder for gpu_check.json and gpu_check.md (default: .)")
     args = parser.parse_args()
     device = resolve_device(args.device)
