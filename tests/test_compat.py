@@ -12,7 +12,8 @@ to say which candidates are at chance level (two header lines, JSON's `chance`; 
 study's 1-epoch proxy is at chance), and when tables began to write FLOPs in the unit their size calls for
 (MFLOPs here: 0.00226 GFLOPs became 2.257 MFLOPs, the hypervolume and reference point scaled alike) and JSON's
 objectives to name the unit of the rows' numbers (FLOPs) beside that of the reference point (GFLOPs); no
-number's value changed; `show` and `studies` are 0.1.0's.
+number's value changed; and when rows gained `near_front` (JSON and CSV; empty here, as `tied` is: this
+study has no seed noise to judge by). `show` and `studies` are 0.1.0's.
 """
 
 from __future__ import annotations

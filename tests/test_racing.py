@@ -136,6 +136,23 @@ def test_a_race_queues_its_first_round_only() -> None:
     assert spec.metadata((3, 16, 16))["race"] == {"max_repeats": 4, "margin": 0.5}
 
 
+def test_the_default_cap_is_six_seeds() -> None:
+    """The race's own trials hardly depend on the cap (only candidates still open use the last seeds), and at 5
+    it trained 52.6-55.5% of a same-cap grid in the simulation, over the <= 50% it is held to; at 6, 44-46%."""
+    spec = parse_study(RACE_FILE.format(budget="race = true", sampler="grid", start="baseline"))
+    assert spec.max_repeats == 6 and spec.metadata((3, 16, 16))["race"] == {"max_repeats": 6, "margin": 0.5}
+
+
+def test_a_race_whose_paired_noise_is_large_against_its_margin_says_so() -> None:
+    from gcsearch.report.race import race_noise_line
+
+    meta = {"race": {"max_repeats": 6, "margin": 0.5}}
+    assert race_noise_line(meta, 0.25) is None  # half the margin: the simulation kept the true front in ~98%
+    line = race_noise_line(meta, 0.42)
+    assert line is not None and line.startswith("race: the paired noise ±0.42 pts is 0.84 of the margin (0.5 pts)")
+    assert race_noise_line({"race": None}, 0.42) is None and race_noise_line(meta, None) is None
+
+
 def test_a_bad_race_key_exits_2_with_one_line(tmp_path: Path) -> None:
     path = tmp_path / "r.toml"
     path.write_text(RACE_FILE.format(budget="race = true", sampler="random", start="baseline"))

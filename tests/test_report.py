@@ -386,3 +386,35 @@ def test_front_members_within_noise_of_the_best_are_tied(storage):
     report = read_report(storage, STUDY)
     assert sorted(r.accuracy for r in report.front) == [70.0, 72.0, 75.0]
     assert all(r.tied for r in report.front)
+
+
+def test_rows_off_the_front_within_noise_of_every_member_dominating_them_are_near_it(storage, tmp_path):
+    """D (71, 1.8 GFLOPs) is kept off the front by C alone (72, 1.5 GFLOPs): -1 point on a noise of 1 with 2 df
+    separates nothing, so D is near the front. E (69, 3 GFLOPs) is dominated by B, C and A; its -6 against A
+    has p = 0.035, which Holm over its three dominators does not let through: near as well. With a noise of
+    0.1 instead, both are separated from a member that dominates them and neither is near."""
+    report = read_report(storage, STUDY, show_all=True)
+    rows = by_key(report)
+    assert rows["D"].near_front is True and rows["E"].near_front is True
+    assert all(r.near_front is None for r in report.front)
+    assert rows["X"].near_front is None  # infeasible: not ranked
+    assert rows["D"].to_dict()["near_front"] is True
+    from gcsearch.report.formats import front_marker, header_lines
+
+    assert front_marker(rows["D"]) == "≈" and front_marker(rows["B"]) in ("*", "*≈")
+    lines = header_lines(report)
+    assert any(line.startswith("off the front: ≈ marks 2 candidates within seed noise") for line in lines)
+    front_view = header_lines(read_report(storage, STUDY))
+    assert any(line.startswith("near the front: ") and line.endswith("(--all marks them ≈)") for line in front_view)
+
+    url = f"sqlite:///{tmp_path / 'tight.db'}"
+    study = optuna.create_study(storage=url, study_name="tight", directions=["maximize", "minimize"])
+    study.set_user_attr("gcsearch", study_meta())
+    from report_study import complete
+
+    for name, accuracies in (("B", (70.0, 70.1)), ("C", (72.0, 72.1)), ("A", (75.0, 75.1)), ("D", (71.0, 71.1)),
+                             ("E", (69.0, 69.1))):
+        for repeat, accuracy in enumerate(accuracies):
+            study.add_trial(complete(name, accuracy, repeat))
+    tight = by_key(read_report(url, "tight", show_all=True))
+    assert tight["D"].near_front is False and tight["E"].near_front is False

@@ -201,6 +201,8 @@ def build_report(data: StudyData, objectives: Sequence[str] | str | None = None,
         row.pareto = bool(rank == 1)
     front = sorted((r for r in ranked if r.pareto), key=lambda r: _front_order(r, metrics))
     mark_ties(front, noise, paired)
+    if any(m.name == "accuracy" for m in metrics):
+        mark_near_front(ranked, loss, noise, paired)
     ref = reference_point(loss, metrics, reference)
     front_loss = np.array([[m.sign * m.shown(r.metric(m.name)) for m in metrics] for r in front], dtype=float)
     hv = front_hypervolume(front_loss, np.array([m.sign * ref[m.name] for m in metrics])) if front else None
@@ -268,6 +270,28 @@ def mark_ties(front: Sequence[Row], noise: Noise, paired: PairedNoise | None = N
     for row, verdict in zip(others, holm_verdicts(comparisons), strict=True):
         row.tied = verdict.verdict == WITHIN
     best.tied = any(r.tied for r in others)
+
+
+def mark_near_front(ranked: Sequence[Row], loss: np.ndarray, noise: Noise, paired: PairedNoise | None = None
+                    ) -> None:
+    """Rows off the front that no verdict separates from any front member dominating them are near the front:
+    their accuracy is within seed noise of every member that keeps them off it, so another set of seeds could
+    put them on it. Judged as the ties are (paired design: per seed), Holm-corrected over the row's dominators;
+    a row whose comparisons have no interval is left unmarked."""
+    members = [i for i, r in enumerate(ranked) if r.pareto]
+    for i, row in enumerate(ranked):
+        if row.pareto or not row.accuracies:
+            continue
+        dominators = [ranked[j] for j in members if ranked[j].accuracies and bool(np.all(loss[j] <= loss[i]))]
+        if not dominators:
+            continue
+        if paired is None:
+            comparisons = [compare(row.accuracies, f.accuracies, noise) for f in dominators]
+        else:
+            comparisons = [compare_rows(row, f, paired) for f in dominators]
+        if any(c.p is None for c in comparisons):
+            continue
+        row.near_front = all(v.verdict == WITHIN for v in holm_verdicts(comparisons))
 
 
 def parse_objectives(objectives: Sequence[str] | str | None, meta: dict[str, Any]) -> list[Objective]:

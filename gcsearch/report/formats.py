@@ -17,6 +17,7 @@ from gcsearch.errors import InputError
 from gcsearch.report.build import Report
 from gcsearch.report.chance import chance_lines
 from gcsearch.report.labels import format_value, stages_short
+from gcsearch.report.race import race_noise_line
 from gcsearch.report.rows import Row
 from gcsearch.units import plural, prefix_for
 
@@ -213,11 +214,13 @@ def starts_line(report: Report) -> str:
 
 
 def front_marker(row: Row) -> str:
-    """'*' on the front ('*≈' when tied with its most accurate member), the violated constraints for an infeasible
-    row ("over max_flops"), empty otherwise."""
+    """'*' on the front ('*≈' when tied with its most accurate member), '≈' off it but within noise of every member
+    dominating it, the violated constraints for an infeasible row ("over max_flops"), empty otherwise."""
     if row.pareto:
         return "*≈" if row.tied else "*"
-    return "" if row.feasible else "over " + ",".join(row.violated)
+    if not row.feasible:
+        return "over " + ",".join(row.violated)
+    return "≈" if row.near_front else ""
 
 
 def trials_text(row: Row, limit: int = 4) -> str:
@@ -295,9 +298,25 @@ def header_lines(report: Report) -> list[str]:
     lines += chance_lines(report)
     if any(r.tied for r in report.front):
         lines.append("front: ≈ marks members within seed noise of its most accurate one (tied)")
+    lines += near_front_lines(report)
+    if report.paired is not None and (line := race_noise_line(report.meta, report.paired.std)) is not None:
+        lines.append(line)
     if report.view == "ablation":
         lines.append(f"ablation by {report.by}: one row per value, trials of every candidate with it pooled")
     return lines
+
+
+def near_front_lines(report: Report) -> list[str]:
+    """The candidates off the front that seed noise does not separate from the members keeping them off it."""
+    near = [r for r in report.candidates if r.near_front]
+    if not near:
+        return []
+    if report.view == "all":
+        return [f"off the front: ≈ marks {len(near)} candidate{'s' if len(near) > 1 else ''} within seed noise of "
+                "every front member that dominates it (another set of seeds could put it on the front)"]
+    names = ", ".join(r.label for r in near[:3]) + (f" and {len(near) - 3} more" if len(near) > 3 else "")
+    return [f"near the front: {names}: off it, but within seed noise of every front member that dominates "
+            "it (--all marks them ≈)"]
 
 
 def _num(x: float) -> str:

@@ -58,6 +58,26 @@ def race_line(rows: Sequence[Row], meta: dict[str, Any], user_attrs: dict[str, A
             f"{cap} seeds), margin {settings.get('margin')} pts; candidates: {stopped or 'none yet'}")
 
 
+# A race's paired noise above this fraction of its margin keeps the true front less often than a grid of the
+# cap's seeds (benchmarks/racing.py simulate --noise, BENCHMARKS.md "Racing": true front kept in 100% of studies
+# at 0.28 of the margin, 99.8% at 0.42, 96.3% at 0.57 and 81.5% at 0.85, against the grid's 100-99.7% and 95.7%).
+NOISE_OVER_MARGIN = 0.5
+
+
+def race_noise_line(meta: dict[str, Any], paired_std: float | None) -> str | None:
+    """A warning when the race's pooled paired noise is large against its margin (NOISE_OVER_MARGIN)."""
+    settings = meta.get(Meta.RACE)
+    if not isinstance(settings, dict) or paired_std is None:
+        return None
+    margin = float(settings.get("margin") or 0.0)
+    if margin <= 0 or paired_std <= NOISE_OVER_MARGIN * margin:
+        return None
+    return (f"race: the paired noise ±{paired_std:.2f} pts is {paired_std / margin:.2f} of the margin "
+            f"({margin:g} pts), over {NOISE_OVER_MARGIN:g}: candidates stop on 3 seeds as noisy and the front "
+            "is less sure than a grid's (simulated: true front kept 96% at 0.57, 81.5% at 0.85); raise "
+            "race_margin or max_repeats, or run a grid")
+
+
 def race_text(user_attrs: dict[str, Any], key: str) -> str | None:
     """One candidate's race, for `gcsearch show`: "2 seeds, dominated (below a cheaper front member: KEY)"."""
     record = race_record(user_attrs)

@@ -60,6 +60,7 @@ class Row:
     delta_accuracy_high: float | None = None
     verdict: str | None = None  # better / worse / within noise / unknown; None on the baseline row
     tied: bool | None = None  # front rows: within noise of the front's most accurate member
+    near_front: bool | None = None  # rows off the front: within noise of every front member dominating them
     value: Any = None  # ablation view: the dimension's value
     value_order: int = 0
     accuracies: list[float] = field(default_factory=list, repr=False)  # the counted trials' accuracies
@@ -89,7 +90,7 @@ class Row:
             "delta_accuracy": self.delta_accuracy, "delta_flops_pct": self.delta_flops_pct,
             "delta_params_pct": self.delta_params_pct, "delta_latency_pct": self.delta_latency_pct,
             "delta_accuracy_low": self.delta_accuracy_low, "delta_accuracy_high": self.delta_accuracy_high,
-            "verdict": self.verdict, "tied": self.tied,
+            "verdict": self.verdict, "tied": self.tied, "near_front": self.near_front,
         })
         if self.race is not None:
             out["race"] = self.race
