@@ -48,9 +48,10 @@ from block_overhead import run as block_steps  # noqa: E402
 from train_loop import compare as compare_loops  # noqa: E402
 
 from gcsearch import ArchSpec, build_model  # noqa: E402
+from gcsearch.model.device import resolve_device  # noqa: E402
 from gcsearch.training.config import ProxyConfig  # noqa: E402
 from gcsearch.training.data import load_data  # noqa: E402
-from gcsearch.training.device import resolve_device, use_device  # noqa: E402
+from gcsearch.training.device import use_device  # noqa: E402
 from gcsearch.training.loop import seed_everything, train_candidate  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent

@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 
 from gcsearch import ArchSpec, build_model
+from gcsearch.model.device import resolve_device
 from gcsearch.training.config import ProxyConfig
 from gcsearch.training.data import load_data
-from gcsearch.training.device import resolve_device
 from gcsearch.training.loop import seed_everything, train_candidate
 
 

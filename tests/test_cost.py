@@ -231,5 +231,5 @@ def test_bad_arguments_name_the_field(kwargs: dict, field: str) -> None:
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on machines without CUDA")
 def test_cuda_latency_without_cuda_is_an_input_error() -> None:
-    with pytest.raises(InputError, match="^device: cuda is not available"):
+    with pytest.raises(InputError, match="^device: cuda requested but CUDA is not available"):
         measure(ArchSpec(backbone="proxy", block="none"), latency=True, device="cuda")

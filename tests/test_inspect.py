@@ -109,8 +109,8 @@ def test_invalid_values_exit_2_with_one_line(args: list[str], field: str, capsys
 
 
 @pytest.mark.parametrize("device, gpus, message", [
-    ("cuda", 0, "error: device: cuda is not available on this machine"),
-    ("cuda:1", 0, "error: device: cuda is not available on this machine"),
+    ("cuda", 0, "error: device: cuda requested but CUDA is not available on this machine"),
+    ("cuda:1", 0, "error: device: cuda:1 requested but CUDA is not available on this machine"),
     ("cuda:1", 1, "error: device: cuda:1 requested but only 1 GPU(s) exist"),
 ])
 def test_latency_on_a_missing_gpu_is_one_line(device: str, gpus: int, message: str, capsys: pytest.CaptureFixture,

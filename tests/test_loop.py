@@ -10,9 +10,10 @@ from torch import nn
 
 from gcsearch import ArchSpec, build_model
 from gcsearch.errors import InputError
+from gcsearch.model.device import resolve_device
 from gcsearch.training.config import ProxyConfig
 from gcsearch.training.data import ProxyData, load_data
-from gcsearch.training.device import resolve_device, use_device, warm_up
+from gcsearch.training.device import use_device, warm_up
 from gcsearch.training.loop import (
     CHECK_EVERY,
     Diverged,

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from gcsearch.errors import InputError, RuntimeFailure, positive_int
+from gcsearch.model.device import resolve_device
 from gcsearch.model.resnet import build_model
 from gcsearch.space import ArchSpec
 from gcsearch.space.vocabulary import BACKBONES, STAGES
@@ -91,7 +92,7 @@ def measure(spec: ArchSpec, input_size: tuple[int, int, int] | list[int] = (3, 2
         raise TypeError(f"measure expects an ArchSpec, got {type(spec).__name__}")
     size = _input_size(input_size)
     num_classes = positive_int("num_classes", num_classes)
-    device = _device(device) if latency else str(device)
+    device = str(resolve_device(str(device))) if latency else str(device)
     key = (spec.key, size, num_classes, bool(latency), device)
     if key in _CACHE:
         return _CACHE[key]
@@ -294,18 +295,3 @@ def _input_size(value: Any) -> tuple[int, int, int]:
     if not isinstance(value, (tuple, list)) or len(value) != 3:
         raise InputError(f"input_size: expected (channels, height, width), got {value!r}")
     return tuple(positive_int("input_size", v) for v in value)  # type: ignore[return-value]
-
-
-def _device(value: Any) -> str:
-    name = str(value)
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise InputError(f"device: {name!r} is not a device (use cpu or cuda)") from None
-    if dev.type not in ("cpu", "cuda"):
-        raise InputError(f"device: {name!r} is not one of cpu, cuda")
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError("device: cuda is not available on this machine")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise InputError(f"device: {name} requested but only {torch.cuda.device_count()} GPU(s) exist")
-    return name

@@ -122,8 +122,9 @@ def prepare(options: RunOptions, *, engine: Engine | None = None, train: bool = 
 
     import torch  # the study file is good: now the device and the data
 
+    from gcsearch.model.device import resolve_device
     from gcsearch.training.data import load_data
-    from gcsearch.training.device import resolve_device, use_device
+    from gcsearch.training.device import use_device
 
     device = resolve_device(options.device) if train else torch.device("cpu")
     if train:
