@@ -142,15 +142,20 @@ def test_candidates_within_their_seeds_get_the_repeats_that_would_separate_them(
     assert result.detectable == pytest.approx(noise.detectable_difference(pooled, 1, 3))
     needed = noise.repeats_needed(result.spread, pooled.std, candidates=6)
     assert result.repeats_needed == needed and needed > 1
-    assert result.verdict() == (f"seeds decide this ranking (ICC {result.icc:.2f} < 0.7): raise [budget] repeats "
-                                f"to {needed}, or make the proxy more stable")
+    # Every candidate lies within 1 point of the baseline, less than the study's seeds find: the verdict says so
+    # before what ranking them would take.
+    assert result.largest_delta == pytest.approx(1.0) and result.detectable > 1.0
+    assert result.verdict() == (f"seeds decide this ranking (ICC {result.icc:.2f} < 0.7); the candidates lie within "
+                                f"1.00 pts of the baseline, under the {result.detectable:.2f} pts the study's seeds "
+                                f"find at 80% power (expect within noise); to rank them, raise [budget] repeats to "
+                                f"{needed}, or make the proxy more stable")
 
 
 def test_the_printed_verdict_keeps_the_budget_table_name() -> None:
     groups = [[50.0, 52.0, 48.0], [50.5, 52.5, 48.5], [51.0, 49.0, 53.0]]
     plan = plan_check(blocks(), candidates=2, seeds=3)
     result = figures(rows_of(groups), plan)
-    out = Console(file=io.StringIO(), width=200, color_system=None)
+    out = Console(file=io.StringIO(), width=400, color_system=None)  # the verdict on one line
     print_check(out, [result], plan)
     assert f"verdict: {result.verdict()}" in out.file.getvalue() and "[budget] repeats" in result.verdict()
 

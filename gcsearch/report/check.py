@@ -122,6 +122,18 @@ class CheckResult:
         return self.noise.df if self.protocol == SCRATCH else self.paired.df if self.paired else 0
 
     @property
+    def largest_delta(self) -> float | None:
+        """The largest distance of a candidate's mean from the baseline's (paired: of its mean paired delta)."""
+        control = next((r for r in self.rows if r.baseline), None)
+        if control is None or control.mean is None:
+            return None
+        if self.protocol == SCRATCH:
+            deltas = [r.mean - control.mean for r in self.rows if not r.baseline and r.mean is not None]
+        else:
+            deltas = [r.delta for r in self.rows if not r.baseline and r.delta is not None]
+        return max((abs(d) for d in deltas), default=None)
+
+    @property
     def ranking_icc(self) -> tuple[str, float | None]:
         """The ICC the verdict reads: one-way from scratch; with seeds as blocks when paired."""
         return ("ICC", self.icc) if self.protocol == SCRATCH else ("paired ICC", self.paired_icc)
@@ -136,14 +148,19 @@ class CheckResult:
             found = f"; the study's seeds find differences of {self.detectable:.2f} pts" \
                 if self.detectable is not None else ""
             return f"the proxy ranks above its noise ({name} {icc:.2f} >= {ICC_THRESHOLD}){found}"
-        head = f"seeds decide this ranking ({name} {icc:.2f} < {ICC_THRESHOLD})"
+        head, join = f"seeds decide this ranking ({name} {icc:.2f} < {ICC_THRESHOLD})", ": "
+        if (largest := self.largest_delta) is not None and self.detectable is not None and largest < self.detectable:
+            # What the study can say as it is: its candidates differ from the baseline by less than it can find.
+            head += (f"; the candidates lie within {largest:.2f} pts of the baseline, under the "
+                     f"{self.detectable:.2f} pts the study's seeds find at {POWER:.0%} power (expect within noise)")
+            join = "; to rank them, "
         if self.repeats_needed is None:
             if self.difference is None or not self.noise_std:
-                return f"{head}: make the proxy more stable (more epochs, more data)"
-            return (f"{head}: even {MOST_REPEATS} repeats would not find {self.difference:.2f} pts; make the "
+                return f"{head}{join}make the proxy more stable (more epochs, more data)"
+            return (f"{head}{join}even {MOST_REPEATS} repeats would not find {self.difference:.2f} pts; make the "
                     "proxy more stable (more epochs, more data)")
         if self.repeats_needed > self.repeats:
-            return f"{head}: raise [budget] repeats to {self.repeats_needed}, or make the proxy more stable"
+            return f"{head}{join}raise [budget] repeats to {self.repeats_needed}, or make the proxy more stable"
         return (f"{head}: [budget] repeats = {self.repeats} finds {self.difference:.2f} pts, smaller "
                 "differences need more seeds or a more stable proxy")
 
@@ -157,6 +174,7 @@ class CheckResult:
             "study_repeats": self.repeats, "study_baseline_repeats": self.baseline_repeats, "power": POWER,
             "detectable_difference": self.detectable, "difference": self.difference,
             "difference_from": self.difference_from, "repeats_needed": self.repeats_needed,
+            "largest_delta": self.largest_delta,
             "longer_factor": self.factor, "longer_epochs": self.longer_epochs,
             "spearman": self.spearman, "kendall": self.kendall,
             "missing": list(self.missing), "verdict": self.verdict(),
