@@ -9,7 +9,7 @@ model is overhead.
 The script runs the first N points of a built-in grid (default: placement, with its own proxy settings)
 through the real worker loop on a fresh SQLite file, and, alternating with each of them, a bare trial of
 the same candidate: `seed_everything` + `build_model` + `train_candidate`, nothing else. Inside the loop it
-times the run engine's `build` and `train` (the "training" of a trial) and `measure` (the FLOPs count), so
+times the run's functions' `build` and `train` (the "training" of a trial) and `measure` (the FLOPs count), so
 
     overhead = loop iteration - training,    FLOPs counting = time in measure(),    storage + rest = the remainder
 
@@ -32,7 +32,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `gcsearch run` sets it, before torch loads
 
 from gcsearch.model.cost import clear_cache  # noqa: E402
-from gcsearch.run.engine import default_engine  # noqa: E402
+from gcsearch.run.functions import default_functions  # noqa: E402
 from gcsearch.run.progress import Reporter  # noqa: E402
 from gcsearch.run.setup import RunOptions, prepare  # noqa: E402
 from gcsearch.run.worker import work  # noqa: E402
@@ -62,14 +62,14 @@ def main() -> None:
 
     spec = read_study_file(args.study)
     points = spec.grid()[: args.points]
-    real = default_engine()
+    real = default_functions()
     real_build = real.build
     build, train, flops = Timer(real.build), Timer(real.train), Timer(real.measure)
-    engine = replace(real, build=build, train=train, measure=flops)
+    functions = replace(real, build=build, train=train, measure=flops)
 
     with tempfile.TemporaryDirectory() as tmp:
         options = RunOptions(study=args.study, storage=f"sqlite:///{Path(tmp) / 'overhead.db'}", trials=1)
-        run, _ = prepare(options, engine=engine)
+        run, _ = prepare(options, functions=functions)
         data, device = run.data, run.device
         # Warm-up outside the timings: the first conv, the first optimizer and fvcore's first trace each pay
         # one-off costs (imports, kernels) that a study pays once, not per trial.

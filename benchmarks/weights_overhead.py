@@ -2,7 +2,7 @@
 
 Runs the first N points of a built-in grid (default: block, with its own proxy settings) through the real
 worker loop on a fresh SQLite file, with weights kept in the default artifact folder beside it. Inside the
-loop it times the run engine's `train` (the trial's training) and `weights` plus the artifact upload (the
+loop it times the run's functions' `train` (the trial's training) and `weights` plus the artifact upload (the
 keeping), and prints per trial and as medians: the keeping in ms, its share of the trial, and the size of
 one weights file. Goal: under 2% of a proxy trial.
 
@@ -24,7 +24,7 @@ from typing import Any
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `gcsearch run` sets it, before torch loads
 
 import gcsearch.run.trial as trial_module  # noqa: E402
-from gcsearch.run.engine import default_engine  # noqa: E402
+from gcsearch.run.functions import default_functions  # noqa: E402
 from gcsearch.run.progress import Reporter  # noqa: E402
 from gcsearch.run.setup import RunOptions, prepare  # noqa: E402
 from gcsearch.run.worker import work  # noqa: E402
@@ -50,8 +50,8 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
-    real = default_engine()
-    # Everything the keeping costs: serializing (engine.weights) and the upload into the artifact store.
+    real = default_functions()
+    # Everything the keeping costs: serializing (functions.weights) and the upload into the artifact store.
     train_s: list[float] = []
     weights_s: list[float] = []
     keep_s: list[float] = []
@@ -60,7 +60,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         storage = f"sqlite:///{Path(folder) / 'bench.db'}"
         run, _ = prepare(RunOptions(study=args.study, storage=storage, trials=args.points, device="cpu"),
-                         engine=replace(real, train=train, weights=weights))
+                         functions=replace(real, train=train, weights=weights))
         work(run, Reporter())
         sizes = [p.stat().st_size for p in (Path(folder) / "bench.artifacts").iterdir()]
     total = [w + k for w, k in zip(weights_s, keep_s, strict=True)]

@@ -25,7 +25,7 @@ from gcsearch.commands import studies as studies_cmd
 from gcsearch.errors import InputError, RuntimeFailure
 
 if TYPE_CHECKING:
-    from gcsearch.run.engine import Engine
+    from gcsearch.run.functions import TrialFunctions
 
 # Typer's parse errors are click's classes on older Typer and those of its own copy of click on newer ones
 # (which no longer installs click at all). Both keep them in the module that defines `typer.BadParameter`,
@@ -104,17 +104,17 @@ for _function in (inspect_cmd.inspect, check_cmd.check, run_cmd.run, report_cmd.
     app.command(_function.__name__, cls=_Command, help=reflow(_function.__doc__ or ""))(_function)
 
 
-def main(argv: list[str] | None = None, *, engine: Engine | None = None) -> None:
+def main(argv: list[str] | None = None, *, functions: TrialFunctions | None = None) -> None:
     """Console-script entry point: turn every known error into one line and an exit code.
 
-    `engine`: the functions `run` builds, measures and trains with (default: the real ones; tests pass fakes).
+    `functions`: the functions `run` builds, measures and trains with (default: the real ones; tests pass fakes).
     """
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     try:
         # Outside standalone mode Typer returns an exit code (a Ctrl-C becomes 130, `typer.Exit(n)` n)
         # instead of exiting: pass it on, or an interrupted command would exit 0.
-        code = app(args=args, prog_name="gcsearch", standalone_mode=False, obj=engine)
+        code = app(args=args, prog_name="gcsearch", standalone_mode=False, obj=functions)
     except _EXITS as exc:
         raise SystemExit(exc.exit_code) from None
     except _NO_ARGS:  # `gcsearch` alone: the help was printed

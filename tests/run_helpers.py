@@ -16,7 +16,7 @@ import optuna
 import pytest
 
 from gcsearch.cli import main
-from gcsearch.run.engine import Engine
+from gcsearch.run.functions import TrialFunctions
 
 # A proxy small enough that a trial takes well under a second on one CPU core.
 TINY_PROXY = """
@@ -90,11 +90,11 @@ def on_cpu(args: tuple[str, ...] | list[str]) -> list[str]:
     return args
 
 
-def run_cli(*args: str, engine: Engine | None = None) -> int:
+def run_cli(*args: str, functions: TrialFunctions | None = None) -> int:
     """`gcsearch run ...` in this process, on the CPU unless a device is given, its trials built, measured and
-    trained by `engine` (default: the real functions); the exit code."""
+    trained by `functions` (default: the real functions); the exit code."""
     try:
-        main(on_cpu(["run", *args]), engine=engine)
+        main(on_cpu(["run", *args]), functions=functions)
     except SystemExit as exc:
         return int(exc.code or 0)
     return 0

@@ -14,7 +14,7 @@ import pytest
 from run_helpers import cli_output, write_grid
 
 from gcsearch.cli import main
-from gcsearch.run.engine import Engine, default_engine
+from gcsearch.run.functions import TrialFunctions, default_functions
 from gcsearch.training.chance import Chance, chance_of
 from gcsearch.training.loop import TrainResult
 from gcsearch.training.synthetic import SYNTHETIC_CLASSES
@@ -33,14 +33,14 @@ def test_the_chance_level_and_the_accuracy_that_cannot_be_told_from_it() -> None
     assert chance_of(None, 1000) is None and chance_of(5, 1000) == chance
 
 
-def scripted(accuracies: dict[str, float]) -> Engine:
-    """The real engine, with training replaced by a fixed accuracy per candidate label (no time spent)."""
+def scripted(accuracies: dict[str, float]) -> TrialFunctions:
+    """The real functions, with training replaced by a fixed accuracy per candidate label (no time spent)."""
     def train(model: Any, data: Any, proxy: Any, *, seed: int, device: Any, on_epoch: Any = None,
               on_step: Any = None) -> TrainResult:
         accuracy = accuracies[model.gcsearch_label]
         return TrainResult(accuracy=accuracy, accuracies=[accuracy], epochs=1)
 
-    real = default_engine()
+    real = default_functions()
 
     def build(spec: Any, **kwargs: Any) -> Any:
         model = real.build(spec, **kwargs)
@@ -58,7 +58,7 @@ def run_scripted(tmp_path: Path, accuracies: dict[str, float]) -> tuple[str, str
     with contextlib.redirect_stdout(out):
         try:
             main(["run", "--study", str(path), "--storage", db, "--quiet", "--device", "cpu", "--artifacts", "none"],
-                 engine=scripted(accuracies))
+                 functions=scripted(accuracies))
         except SystemExit as exc:
             assert not exc.code
     return " ".join(out.getvalue().split()), db

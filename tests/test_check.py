@@ -16,8 +16,8 @@ from run_helpers import cli_output, load
 
 from gcsearch.commands.check import print_check
 from gcsearch.report import noise
-from gcsearch.report.check import CheckRow, figures
-from gcsearch.study.check import plan_check, spanning_candidates, spec_distance, study_repeats
+from gcsearch.report.check_figures import CheckRow, figures
+from gcsearch.study.check_plan import plan_check, spanning_candidates, spec_distance, study_repeats
 from gcsearch.study.parse import parse_study
 
 # Two dimensions, four candidates; the baseline is the grid's fifth point. A trial takes well under a second.

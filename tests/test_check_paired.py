@@ -13,8 +13,8 @@ from test_check import BLOCKS, blocks, labels
 from gcsearch.commands.check import print_check
 from gcsearch.errors import InputError
 from gcsearch.report import noise
-from gcsearch.report.check import CheckRow, check_json, figures
-from gcsearch.study.check import derived_grid, plan_check
+from gcsearch.report.check_figures import CheckRow, check_json, figures
+from gcsearch.study.check_plan import derived_grid, plan_check
 from gcsearch.study.parse import parse_study
 from gcsearch.training.config import ProxyConfig
 

@@ -13,7 +13,7 @@ from optuna.trial import TrialState
 from run_helpers import TINY_PROXY, cli_output, gcsearch_process, kill_when, load, run_cli, write_grid
 
 from gcsearch.contract import RACE_ATTR, Attr
-from gcsearch.run.engine import default_engine
+from gcsearch.run.functions import default_functions
 from gcsearch.study.parse import parse_study
 from gcsearch.study.racing import Entry, adjusted_means, front_of, replay
 from gcsearch.study.spec import StudyFileError
@@ -176,7 +176,7 @@ MADE_UP = {
 }
 
 
-def _engine():  # noqa: ANN202
+def _functions():  # noqa: ANN202
     from gcsearch.training.loop import TrainResult
 
     def train(model, data, proxy, *, seed, **kwargs):  # noqa: ANN001, ANN003, ANN202
@@ -184,7 +184,7 @@ def _engine():  # noqa: ANN202
         accuracy = 60.0 + 5.0 * repeat + MADE_UP[model.spec.label()][repeat]
         return TrainResult(accuracy=accuracy, accuracies=[accuracy], epochs=1)
 
-    return replace(default_engine(), train=train)
+    return replace(default_functions(), train=train)
 
 
 def _race_grid(path: Path, cap: int = 3) -> Path:
@@ -210,7 +210,7 @@ EXPECTED_SEEDS = {"gc r4 @ c4 after_1x1 all": [0, 1], "gc r4 @ c4 after_add all"
 def test_a_race_runs_round_by_round_and_report_and_show_say_why(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'race.db'}"
     path = _race_grid(tmp_path / "race.toml")
-    assert run_cli("--study", str(path), "--storage", db, "--quiet", engine=_engine()) == 0
+    assert run_cli("--study", str(path), "--storage", db, "--quiet", functions=_functions()) == 0
     assert _seeds(db) == EXPECTED_SEEDS  # 14 trials of the full grid's 15; nobody past the cap of 3
     record = load(db, "race").user_attrs[RACE_ATTR]
     states = {k: (v["seeds"], v["state"]) for k, v in record["candidates"].items()}
@@ -243,11 +243,11 @@ def test_a_race_resumes_where_it_stopped(tmp_path: Path) -> None:
     # Stopped after round 1 (its 5 trials) and again in the middle of round 2: the rest is run, nothing twice.
     db = f"sqlite:///{tmp_path / 'race.db'}"
     path = _race_grid(tmp_path / "race.toml")
-    assert run_cli("--study", str(path), "--storage", db, "--quiet", "--trials", "5", engine=_engine()) == 0
+    assert run_cli("--study", str(path), "--storage", db, "--quiet", "--trials", "5", functions=_functions()) == 0
     assert sum(map(len, _seeds(db).values())) == 5 and load(db, "race").user_attrs[RACE_ATTR]["round"] == 2
-    assert run_cli("--study", str(path), "--storage", db, "--quiet", "--trials", "7", engine=_engine()) == 0
+    assert run_cli("--study", str(path), "--storage", db, "--quiet", "--trials", "7", functions=_functions()) == 0
     assert sum(map(len, _seeds(db).values())) == 7
-    assert run_cli("--study", str(path), "--storage", db, "--quiet", engine=_engine()) == 0
+    assert run_cli("--study", str(path), "--storage", db, "--quiet", functions=_functions()) == 0
     assert _seeds(db) == EXPECTED_SEEDS
     trials = load(db, "race").get_trials()
     assert [t.state for t in trials].count(TrialState.COMPLETE) == 14 == len(trials)

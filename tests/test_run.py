@@ -17,7 +17,7 @@ from run_helpers import load, run_cli, snapshot, states, write_grid, write_sampl
 
 import gcsearch
 from gcsearch import ArchSpec, measure
-from gcsearch.run.engine import default_engine
+from gcsearch.run.functions import default_functions
 from gcsearch.study.lifecycle import point_attrs
 from gcsearch.study.parse import read_study_file
 from gcsearch.training.config import ProxyConfig
@@ -129,7 +129,7 @@ def test_resuming_with_other_proxy_settings_is_refused(tmp_path: Path, db: str,
 
 def test_a_diverging_or_crashing_trial_is_recorded_and_the_study_goes_on(
         tmp_path: Path, db: str, capsys: pytest.CaptureFixture[str]) -> None:
-    real = default_engine()
+    real = default_functions()
     c4_add = ArchSpec(backbone="proxy", width=8, block="gc", ratio=4, stages="c4", position="after_add").key
 
     def build(spec: ArchSpec, *args, **kwargs) -> torch.nn.Module:
@@ -141,7 +141,7 @@ def test_a_diverging_or_crashing_trial_is_recorded_and_the_study_goes_on(
         return model
 
     path = write_grid(tmp_path / "nan.toml", "nan")
-    assert run_cli("--study", str(path), "--storage", db, "--quiet", engine=replace(real, build=build)) == 0
+    assert run_cli("--study", str(path), "--storage", db, "--quiet", functions=replace(real, build=build)) == 0
     study = load(db, "nan")
     by_label = {t.user_attrs["label"]: t for t in study.get_trials()}
     base = by_label["none (baseline)"]
@@ -176,9 +176,9 @@ def test_an_out_of_memory_trial_frees_its_model_before_memory_is_released(tmp_pa
         gc.collect()
         alive_when_freed.append(models[-1]() is not None)
 
-    engine = replace(default_engine(), train=train_out_of_memory, free_memory=free_memory)
+    functions = replace(default_functions(), train=train_out_of_memory, free_memory=free_memory)
     path = write_grid(tmp_path / "oom.toml", "oom")
-    assert run_cli("--study", str(path), "--storage", db, "--quiet", engine=engine) == 0
+    assert run_cli("--study", str(path), "--storage", db, "--quiet", functions=functions) == 0
     assert alive_when_freed == [False] * 5  # every trial failed, and each model was gone when memory was freed
     trials = load(db, "oom").get_trials()
     assert [t.state for t in trials] == [TrialState.FAIL] * 5
@@ -192,10 +192,10 @@ def test_a_non_finite_accuracy_is_a_divergence_and_is_not_retried(tmp_path: Path
     def train_to_nan(*args, **kwargs) -> TrainResult:  # noqa: ANN002, ANN003
         return TrainResult(accuracy=float("nan"), accuracies=[float("nan")], epochs=1)
 
-    engine = replace(default_engine(), train=train_to_nan)
+    functions = replace(default_functions(), train=train_to_nan)
     path = write_grid(tmp_path / "nan.toml", "nan", stages='["c4"]')
     for _ in range(2):  # the second run retries nothing: the same seed would diverge the same way
-        assert run_cli("--study", str(path), "--storage", db, "--quiet", engine=engine) == 0
+        assert run_cli("--study", str(path), "--storage", db, "--quiet", functions=functions) == 0
     trials = load(db, "nan").get_trials()
     assert [t.state for t in trials] == [TrialState.FAIL] * 3
     assert trials[0].user_attrs["fail_reason"].startswith("diverged: a non-finite objective value [nan, ")
@@ -204,15 +204,15 @@ def test_a_non_finite_accuracy_is_a_divergence_and_is_not_retried(tmp_path: Path
 def test_the_device_is_warmed_up_once_before_the_first_training(tmp_path: Path, db: str) -> None:
     """CUDA's start-up (kernels, cuDNN and cuBLAS handles) must not count as the first trial's training time."""
     calls: list[tuple[str, str]] = []
-    real = default_engine()
+    real = default_functions()
 
     def train(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         calls.append(("train", str(kwargs["device"])))
         return real.train(*args, **kwargs)
 
-    engine = replace(real, warm_up=lambda device: calls.append(("warm_up", str(device))), train=train)
+    functions = replace(real, warm_up=lambda device: calls.append(("warm_up", str(device))), train=train)
     path = write_grid(tmp_path / "warm.toml", "warm")
-    assert run_cli("--study", str(path), "--storage", db, "--quiet", "--trials", "3", engine=engine) == 0
+    assert run_cli("--study", str(path), "--storage", db, "--quiet", "--trials", "3", functions=functions) == 0
     assert calls == [("warm_up", "cpu")] + [("train", "cpu")] * 3
 
 

@@ -14,7 +14,7 @@ from rich.table import Table
 from gcsearch.commands import console, err_console, interrupted, wide
 from gcsearch.commands.options import DataDirOpt, DeviceOpt, JsonOpt, QuietOpt, StorageOpt, StudyFileOpt
 from gcsearch.commands.view import choose_view, showing
-from gcsearch.report.check import (
+from gcsearch.report.check_figures import (
     ICC_THRESHOLD,
     MOST_REPEATS,
     POWER,
@@ -24,11 +24,11 @@ from gcsearch.report.check import (
     read_check,
     stored_keys,
 )
-from gcsearch.run.engine import Engine
+from gcsearch.run.functions import TrialFunctions
 from gcsearch.run.setup import RunOptions, prepare
 from gcsearch.run.worker import work
 from gcsearch.storage.urls import DEFAULT_STORAGE, mask_url
-from gcsearch.study.check import PAIRED, SCRATCH, CheckPlan, plan_check, refuse_other_candidates
+from gcsearch.study.check_plan import PAIRED, SCRATCH, CheckPlan, plan_check, refuse_other_candidates
 from gcsearch.study.parse import read_study_file
 from gcsearch.study.spec import StudySpec
 from gcsearch.units import plural
@@ -108,14 +108,14 @@ def check(
     for spec in plan.to_train():
         refuse_other_candidates(spec, plan, stored_keys(storage, spec.name), mask_url(storage))
     out = err_console if as_json else console
-    # Tests hand in an Engine with fakes as the context object (gcsearch.cli.main(argv, engine=...)).
-    engine = ctx.obj if isinstance(ctx.obj, Engine) else None
+    # Tests hand in a TrialFunctions with fakes as the context object (gcsearch.cli.main(argv, functions=...)).
+    functions = ctx.obj if isinstance(ctx.obj, TrialFunctions) else None
     options = RunOptions(study=study, storage=storage, device=None if device == "auto" else device,
                          data_dir=data_dir)
     trained = 0
     try:
         for spec in plan.to_train():
-            trained += train_study(options, spec, engine, out, quiet)
+            trained += train_study(options, spec, functions, out, quiet)
     except KeyboardInterrupt:
         interrupted()
     results = read_check(storage, plan, difference)
@@ -129,9 +129,10 @@ def check(
 check.__doc__ = HELP
 
 
-def train_study(options: RunOptions, spec: StudySpec, engine: Engine | None, out: Console, quiet: bool) -> int:
+def train_study(options: RunOptions, spec: StudySpec, functions: TrialFunctions | None, out: Console,
+                quiet: bool) -> int:
     """Create or resume one of the check's studies and run what it lacks; the trials trained."""
-    run, queued = prepare(options, engine=engine, spec=spec)
+    run, queued = prepare(options, functions=functions, spec=spec)
     view = choose_view(out, run, quiet)
     view.opened(run, queued)
     with showing(view):

@@ -12,7 +12,7 @@ from rich.console import Console
 from gcsearch.commands import console, err_console, interrupted
 from gcsearch.commands.options import ArtifactsOpt, DataDirOpt, DeviceOpt, JsonOpt, QuietOpt, StorageOpt, StudyFileOpt
 from gcsearch.commands.view import LiveView, best_table, choose_view, showing
-from gcsearch.run.engine import Engine
+from gcsearch.run.functions import TrialFunctions
 from gcsearch.run.local import run_local_workers
 from gcsearch.run.progress import Summary
 from gcsearch.run.setup import Run, RunOptions, prepare
@@ -80,9 +80,9 @@ def run(
                          seed=seed, heartbeat=heartbeat, artifacts=artifacts)
     out = err_console if as_json else console
     started = time.monotonic()
-    # Tests hand in an Engine with fakes as the context object (gcsearch.cli.main(argv, engine=...)).
-    engine = ctx.obj if isinstance(ctx.obj, Engine) else None
-    run_, queued = prepare(options, engine=engine, train=workers == 1)
+    # Tests hand in a TrialFunctions with fakes as the context object (gcsearch.cli.main(argv, functions=...)).
+    functions = ctx.obj if isinstance(ctx.obj, TrialFunctions) else None
+    run_, queued = prepare(options, functions=functions, train=workers == 1)
     view = choose_view(out, run_, quiet)
     view.opened(run_, queued)
     trained = 0

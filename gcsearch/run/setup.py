@@ -20,7 +20,7 @@ from optuna.distributions import BaseDistribution
 
 from gcsearch.contract import Meta
 from gcsearch.errors import InputError
-from gcsearch.run.engine import Engine, default_engine
+from gcsearch.run.functions import TrialFunctions, default_functions
 from gcsearch.storage.artifacts import artifact_location, check_location
 from gcsearch.storage.urls import DEFAULT_STORAGE, StorageURL, mask_url
 from gcsearch.storage.writer import DEFAULT_HEARTBEAT, STORAGE_ERRORS, open_storage, storage_failure
@@ -72,11 +72,11 @@ class Run:
     data: ProxyData
     device: torch.device
     target: int
-    engine: Engine
+    functions: TrialFunctions
     distributions: dict[str, BaseDistribution]  # what each parameter is recorded with (study.lifecycle)
     pruner: EpochPruner | None = None
     device_name: str = "cpu"
-    warmed_up: bool = False  # whether this process has paid the device's start-up costs (Engine.warm_up)
+    warmed_up: bool = False  # whether this process has paid the device's start-up costs (TrialFunctions.warm_up)
     artifacts: Path | None = None  # the folder trained weights are kept in; None: not kept
 
     @property
@@ -107,12 +107,12 @@ def with_options(spec: StudySpec, options: RunOptions) -> StudySpec:
     return spec
 
 
-def prepare(options: RunOptions, *, engine: Engine | None = None, train: bool = True,
+def prepare(options: RunOptions, *, functions: TrialFunctions | None = None, train: bool = True,
             spec: StudySpec | None = None) -> tuple[Run, int]:
     """Read the study file, load the data, open the storage, and create or resume the study, in that order.
 
     Returns the run and how many grid points this call queued. `train=False` (the parent of local
-    workers) loads the data on the CPU only to check it and to count its classes. `engine`: the functions
+    workers) loads the data on the CPU only to check it and to count its classes. `functions`: the functions
     trials run (default: the real ones). `spec`: a study built in code (`gcsearch check` derives its
     studies from the file) instead of the file `options.study` names.
     """
@@ -150,7 +150,7 @@ def prepare(options: RunOptions, *, engine: Engine | None = None, train: bool = 
     if device.type == "cuda":
         device_name = f"{device} {torch.cuda.get_device_name(device)}"
     run = Run(options=options, spec=opened.spec, storage=storage, study=opened.study, meta=opened.meta, data=data,
-              device=device, target=opened.target, engine=engine or default_engine(),
+              device=device, target=opened.target, functions=functions or default_functions(),
               distributions=opened.distributions, pruner=pruner, device_name=device_name, artifacts=artifacts)
     return run, opened.queued
 

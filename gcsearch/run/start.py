@@ -178,13 +178,13 @@ def _train(run: Run, study: optuna.Study, trial: optuna.Trial, spec: ArchSpec, s
     reporter.start_training(seed, proxy.epochs)
     with heartbeat(run.storage, trial_id(trial), run.options.heartbeat):
         try:
-            run.engine.seed(seed)
-            model = run.engine.build(baseline, num_classes=run.data.num_classes, in_chans=run.data.in_chans)
-            result = run.engine.train(model, run.data, proxy, seed=seed, device=run.device,
+            run.functions.seed(seed)
+            model = run.functions.build(baseline, num_classes=run.data.num_classes, in_chans=run.data.in_chans)
+            result = run.functions.train(model, run.data, proxy, seed=seed, device=run.device,
                                       on_step=reporter.step)
             info = {"study": STARTS_STUDY, "trial": trial.number, "image_size": run.data.image_size,
                     "mean": list(run.data.mean), "std": list(run.data.std), "dataset": run.data.name}
-            content = run.engine.weights(model, baseline, num_classes=run.data.num_classes,
+            content = run.functions.weights(model, baseline, num_classes=run.data.num_classes,
                                          in_chans=run.data.in_chans, info=info)
             kept = keep_weights(run.artifacts, trial, content)
             for name, value in {Attr.SPEC: baseline.to_dict(), Attr.KEY: baseline.key,
@@ -225,6 +225,6 @@ def _fail(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
 
 def _load(run: Run, trial: optuna.trial.FrozenTrial, seed: int) -> Start:
     content, _ = trial_weights(trial.user_attrs, trial.number)
-    state = run.engine.read_state(content)
+    state = run.functions.read_state(content)
     return Start(trial=trial.number, seed=seed, accuracy=float(trial.user_attrs.get(Attr.ACCURACY, float("nan"))),
                  sha256=str(trial.user_attrs[Attr.WEIGHTS].get("sha256", "")), state_dict=state)

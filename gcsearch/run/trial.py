@@ -8,7 +8,7 @@ A claimed trial ends as:
 - FAIL with a reason (`gcsearch.contract`): "diverged: ...", "error: ...", or "interrupted" (Ctrl-C, SIGTERM:
   the trial is queued again, the process exits 130).
 
-Building, measuring and training go through `run.engine`; the rest is bookkeeping in the storage.
+Building, measuring and training go through `run.functions`; the rest is bookkeeping in the storage.
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ def _attempt(run: Run, trial: optuna.Trial, reporter: Reporter, outcome: TrialOu
         # workers on this GPU are waiting for).
         traceback.clear_frames(exc.__traceback__)
     if failure is not None:
-        run.engine.free_memory()
+        run.functions.free_memory()
         _record_failure(run, trial, failure)
 
 
@@ -213,7 +213,7 @@ def _queue_repeats(run: Run, spec: ArchSpec, params: dict[str, Any]) -> None:
 
 def _measure(run: Run, trial: optuna.Trial, spec: ArchSpec, outcome: TrialOutcome) -> dict[str, float]:
     latency = "latency" in run.spec.objectives
-    m = run.engine.measure(spec, input_size=run.input_size, num_classes=run.data.num_classes, latency=latency,
+    m = run.functions.measure(spec, input_size=run.input_size, num_classes=run.data.num_classes, latency=latency,
                 device=str(run.device))
     attrs: dict[str, Any] = {Attr.FLOPS: int(m.flops), Attr.PARAMS: int(m.params),
                              Attr.BLOCK_FLOPS: int(m.block_flops), Attr.BLOCK_PARAMS: int(m.block_params)}
@@ -242,7 +242,7 @@ def _constraints(run: Run, trial: optuna.Trial, costs: dict[str, float]) -> str 
 def _warm_up(run: Run) -> None:
     """Before this process's first training: CUDA's start-up belongs to no trial's train time."""
     if not run.warmed_up:
-        run.engine.warm_up(run.device)
+        run.functions.warm_up(run.device)
         run.warmed_up = True
 
 
@@ -261,11 +261,11 @@ def _start_of(run: Run, trial: optuna.Trial, spec: ArchSpec, seed: int, reporter
 
 def _train(run: Run, trial: optuna.Trial, spec: ArchSpec, seed: int, costs: dict[str, float],
            reporter: Reporter, start: Start | None = None) -> Any:
-    run.engine.seed(seed)  # the initial weights repeat too (a candidate's own new layers, from a start)
-    model = run.engine.build(spec, num_classes=run.data.num_classes, in_chans=run.data.in_chans)
+    run.functions.seed(seed)  # the initial weights repeat too (a candidate's own new layers, from a start)
+    model = run.functions.build(spec, num_classes=run.data.num_classes, in_chans=run.data.in_chans)
     proxy, epochs, train_seed = run.spec.proxy, None, seed
     if start is not None:  # every layer the start has, from it; the fine-tune's data order is the seed's
-        run.engine.load_start(model, start.state_dict)
+        run.functions.load_start(model, start.state_dict)
         proxy, epochs, train_seed = proxy.finetune_proxy(), proxy.finetune_epochs, finetune_seed(seed)
     accuracies: list[float] = []
     cost_objectives = {name: costs[name] for name in run.spec.objectives[1:]}
@@ -280,7 +280,7 @@ def _train(run: Run, trial: optuna.Trial, spec: ArchSpec, seed: int, costs: dict
             raise _Prune(epoch, reason)
 
     length = {} if epochs is None else {"epochs": epochs}  # a fine-tune's, which may be a fraction
-    result = run.engine.train(model, run.data, proxy, seed=train_seed, device=run.device, on_epoch=on_epoch,
+    result = run.functions.train(model, run.data, proxy, seed=train_seed, device=run.device, on_epoch=on_epoch,
                               on_step=reporter.step, **length)
     return result, model
 
@@ -290,7 +290,7 @@ def _keep_weights(run: Run, trial: optuna.Trial, spec: ArchSpec, model: Any) -> 
     artifact only on a running trial)."""
     info = {"study": run.study.study_name, "trial": trial.number, "image_size": run.data.image_size,
             "mean": list(run.data.mean), "std": list(run.data.std), "dataset": run.data.name}
-    content = run.engine.weights(model, spec, num_classes=run.data.num_classes, in_chans=run.data.in_chans,
+    content = run.functions.weights(model, spec, num_classes=run.data.num_classes, in_chans=run.data.in_chans,
                                  info=info)
     trial.set_user_attr(Attr.WEIGHTS, keep_weights(run.artifacts, trial, content))
 

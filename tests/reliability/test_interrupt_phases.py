@@ -1,6 +1,6 @@
 """SIGTERM and Ctrl-C (SIGINT) in each phase of a trial: exit 130, a consistent database, and a resume.
 
-The signal is raised from inside the phase itself (the run's engine gets a wrapper around the function that
+The signal is raised from inside the phase itself (the run's functions get a wrapper around the function that
 does that phase's work; the write is Optuna's `Study.tell`), so each phase is hit deterministically; Python
 runs the handler right there, exactly as when the signal comes from outside while that code runs. The order
 within a trial is the runner's: measuring (FLOPs, params), building (the model that trains), training,
@@ -22,7 +22,7 @@ from reliability_helpers import FIGURES, by_state, finished, grid_size, lost, tr
 from run_helpers import on_cpu
 
 from gcsearch.cli import main
-from gcsearch.run.engine import Engine, default_engine
+from gcsearch.run.functions import TrialFunctions, default_functions
 
 SIGNALS = {"SIGTERM": signal.SIGTERM, "SIGINT": signal.SIGINT}
 VICTIM = 1  # the phase is interrupted in the second trial, so one finished trial is there to keep
@@ -70,15 +70,15 @@ def _wrapped(original: Callable[..., Any], before: Callable[..., None] | None = 
     return wrapper
 
 
-def _arm(phase: str, trigger: Trigger, monkeypatch: pytest.MonkeyPatch) -> Engine:
-    """The engine the run gets, with `trigger` inside `phase` (the write is Optuna's, so it is patched there)."""
-    engine = default_engine()
+def _arm(phase: str, trigger: Trigger, monkeypatch: pytest.MonkeyPatch) -> TrialFunctions:
+    """The functions the run gets, with `trigger` inside `phase` (the write is Optuna's, so it is patched there)."""
+    functions = default_functions()
     if phase == "measuring":
-        return replace(engine, measure=_wrapped(engine.measure, before=trigger))
+        return replace(functions, measure=_wrapped(functions.measure, before=trigger))
     if phase == "building":
-        return replace(engine, build=_wrapped(engine.build, before=trigger))
+        return replace(functions, build=_wrapped(functions.build, before=trigger))
     if phase == "training":  # in the middle of the training loop: after its first step
-        original = engine.train
+        original = functions.train
 
         def train(*args: Any, on_step: Callable[[int, int], None] | None = None, **kwargs: Any) -> Any:
             trigger_now = [True]
@@ -92,19 +92,19 @@ def _arm(phase: str, trigger: Trigger, monkeypatch: pytest.MonkeyPatch) -> Engin
 
             return original(*args, on_step=step, **kwargs)
 
-        return replace(engine, train=train)
+        return replace(functions, train=train)
     if phase in ("writing", "written"):  # just before the result is stored, or just after
         def completes(self: optuna.Study, trial: Any, values: Any = None, **kwargs: Any) -> bool:
             return values is not None
         hook = {"before": trigger} if phase == "writing" else {"after": trigger}
         monkeypatch.setattr(optuna.Study, "tell", _wrapped(optuna.Study.tell, when=completes, **hook))
-        return engine
+        return functions
     raise AssertionError(phase)
 
 
-def _run(*args: str, engine: Engine | None = None) -> int:
+def _run(*args: str, functions: TrialFunctions | None = None) -> int:
     try:
-        main(on_cpu(["run", *args]), engine=engine)
+        main(on_cpu(["run", *args]), functions=functions)
     except SystemExit as exc:
         return int(exc.code or 0)
     except KeyboardInterrupt:  # pragma: no cover - would mean the CLI let an interruption escape
@@ -124,7 +124,7 @@ def test_an_interrupted_phase_exits_130_and_the_next_run_resumes(phase: str, sig
     args = ("--study", str(path), "--storage", db, "--quiet", "--heartbeat", "1")
     trigger = Trigger(SIGNALS[sig])
     with monkeypatch.context() as patch:
-        code = _run(*args, engine=_arm(phase, trigger, patch))
+        code = _run(*args, functions=_arm(phase, trigger, patch))
     err = capsys.readouterr().err
     assert trigger.fired, f"the {phase} phase was never reached"
     assert code == 130, err

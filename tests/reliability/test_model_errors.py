@@ -13,7 +13,7 @@ from optuna.trial import TrialState
 from reliability_helpers import by_state, grid_size, trials_of, write_grid
 from run_helpers import run_cli
 
-from gcsearch.run.engine import default_engine
+from gcsearch.run.functions import default_functions
 
 OOM = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 MESSAGE = "CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 79.10 GiB total capacity)"
@@ -25,7 +25,7 @@ def test_an_out_of_memory_trial_fails_with_its_reason_and_the_study_goes_on(
     n = grid_size(2, 2)
     db = f"sqlite:///{tmp_path / 'oom.db'}"
     state = {"trial": 0, "raised": 0}
-    real = default_engine()
+    real = default_functions()
 
     def counting_train(*args: Any, **kwargs: Any) -> Any:
         state["trial"] += 1
@@ -42,8 +42,8 @@ def test_an_out_of_memory_trial_fails_with_its_reason_and_the_study_goes_on(
             block.register_forward_pre_hook(fail_in_training)
         return model
 
-    engine = replace(real, build=build, train=counting_train)
-    assert run_cli("--study", str(path), "--storage", db, "--quiet", engine=engine) == 0
+    functions = replace(real, build=build, train=counting_train)
+    assert run_cli("--study", str(path), "--storage", db, "--quiet", functions=functions) == 0
     out = capsys.readouterr().out
     assert state["raised"] == 1
 

@@ -23,7 +23,7 @@ from run_helpers import postgres_url_or_skip, run_cli
 from sqlalchemy.engine import make_url
 from tcp_proxy import TcpProxy
 
-from gcsearch.run.engine import default_engine
+from gcsearch.run.functions import default_functions
 from gcsearch.storage.urls import mask_url
 
 
@@ -68,14 +68,15 @@ def test_a_lost_server_stops_the_worker_with_exit_1_and_a_later_run_completes(
             return original(*args, **kwargs)
         return wrapper
 
-    engine = default_engine()
+    functions = default_functions()
     with monkeypatch.context() as patch:
         if moment == "training":
-            engine = replace(engine, train=cut_then(engine.train))
+            functions = replace(functions, train=cut_then(functions.train))
         else:
             patch.setattr(optuna.storages, "fail_stale_trials", cut_then(optuna.storages.fail_stale_trials))
         try:
-            code = run_cli("--study", str(path), "--storage", via_proxy, "--quiet", "--heartbeat", "1", engine=engine)
+            code = run_cli("--study", str(path), "--storage", via_proxy, "--quiet", "--heartbeat", "1",
+                           functions=functions)
         finally:
             proxy.cut()
     err = capsys.readouterr().err

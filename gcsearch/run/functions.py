@@ -1,7 +1,7 @@
 """The model side of a trial as plain functions: what the worker loop calls to build, price and train a candidate.
 
-The loop takes them from an `Engine`, never from module attributes, so a test (or a benchmark that times
-them) passes an Engine with its own functions: `dataclasses.replace(default_engine(), train=fake)`.
+The loop takes them from an `TrialFunctions`, never from module attributes, so a test (or a benchmark that times
+them) passes a TrialFunctions with its own functions: `dataclasses.replace(default_functions(), train=fake)`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 
 
 @dataclass(frozen=True)
-class Engine:
+class TrialFunctions:
     """The functions a trial runs, each with the signature of the real one named beside it."""
 
     build: Callable[..., Any]  # gcsearch.build_model(spec, num_classes=, in_chans=) -> nn.Module
@@ -26,7 +26,7 @@ class Engine:
     read_state: Callable[[bytes], dict[str, Any]]  # a weights file's checked state dict (read_weights(...).state_dict)
 
 
-def default_engine() -> Engine:
+def default_functions() -> TrialFunctions:
     """The real functions. Imports torch and fvcore, so call it once the study file is known to be good."""
     from gcsearch.model.cost import measure
     from gcsearch.model.resnet import build_model
@@ -34,6 +34,6 @@ def default_engine() -> Engine:
     from gcsearch.training.device import free_memory, warm_up
     from gcsearch.training.loop import seed_everything, train_candidate
 
-    return Engine(build=build_model, measure=measure, train=train_candidate, seed=seed_everything, warm_up=warm_up,
-                  free_memory=free_memory, weights=weights_bytes, load_start=load_shared,
-                  read_state=lambda content: read_weights(content, "the start's weights").state_dict)
+    return TrialFunctions(build=build_model, measure=measure, train=train_candidate, seed=seed_everything,
+                          warm_up=warm_up, free_memory=free_memory, weights=weights_bytes, load_start=load_shared,
+                          read_state=lambda content: read_weights(content, "the start's weights").state_dict)

@@ -13,7 +13,7 @@ check's trials (the baseline and a few candidates that span the space, each with
 - with a longer training of the same candidates: Spearman and Kendall between the proxy's mean accuracies
   and the longer training's (`noise.rank_agreement`).
 
-The paired protocol (`[proxy] start = "baseline"`, see `study/check.py`) is read the same way, with the
+The paired protocol (`[proxy] start = "baseline"`, see `study/check_plan.py`) is read the same way, with the
 figures of the paired design in place of those of independent seeds: a candidate's delta is the mean over its
 seeds of (candidate - control of the same seed); its noise is the pooled paired std of the candidates x seeds
 table (`noise.paired_noise`, seeds as blocks) and each candidate's own std of its differences; the spread is
@@ -40,7 +40,7 @@ from gcsearch.report.labels import short_label
 from gcsearch.report.rows import candidate_rows, objective_positions
 from gcsearch.storage.reader import Reader, StorageError
 from gcsearch.storage.records import TrialRecord
-from gcsearch.study.check import PAIRED, SCRATCH, CheckPlan, study_candidate_count, study_repeats
+from gcsearch.study.check_plan import PAIRED, SCRATCH, CheckPlan, study_candidate_count, study_repeats
 
 ICC_THRESHOLD = 0.7  # below it, seeds reorder the candidates too often for a ranking to be read
 POWER = 0.8
