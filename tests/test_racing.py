@@ -207,7 +207,8 @@ EXPECTED_SEEDS = {"gc r4 @ c4 after_1x1 all": [0, 1], "gc r4 @ c4 after_add all"
                   "none (baseline)": [0, 1, 2]}
 
 
-def test_a_race_runs_round_by_round_and_report_and_show_say_why(tmp_path: Path) -> None:
+def test_a_race_runs_round_by_round_and_report_and_show_say_why(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     db = f"sqlite:///{tmp_path / 'race.db'}"
     path = _race_grid(tmp_path / "race.toml")
     assert run_cli("--study", str(path), "--storage", db, "--quiet", functions=_functions()) == 0
@@ -231,6 +232,15 @@ def test_a_race_runs_round_by_round_and_report_and_show_say_why(tmp_path: Path) 
     code, out, _ = cli_output("report", "--study", "race", "--storage", db, "--all")
     assert code == 0 and "race (done): 14 trials of the full grid's 15 (5 rows x 3 seeds)" in out
     assert "candidates: 2 equivalent, 1 dominated, 1 settled" in out
+    import gcsearch.report.race as race_module
+    from gcsearch.report.build import read_report
+    from gcsearch.report.formats import header_lines
+
+    report = read_report(db, "race")  # paired noise 0.44: under half the 1.5-point margin, so no warning
+    assert report.paired.std == pytest.approx(0.44, abs=0.01) and "race: the paired noise" not in out
+    monkeypatch.setattr(race_module, "NOISE_OVER_MARGIN", 0.25)  # a stricter line: the header warns
+    assert any(line.startswith("race: the paired noise ±0.44 pts is 0.29 of the margin (1.5 pts), over 0.25")
+               for line in header_lines(report))
     number = next(t.number for t in load(db, "race").get_trials()
                   if t.user_attrs[Attr.LABEL] == "gc r4 @ c4 after_1x1 all")
     code, out, _ = cli_output("show", str(number), "--study", "race", "--storage", db)
