@@ -32,6 +32,7 @@ from gcsearch.report.ablation import ablation_rows, varying_dimension
 from gcsearch.report.chance import chance_header
 from gcsearch.report.noise import (
     WITHIN,
+    Comparison,
     Noise,
     PairedNoise,
     compare,
@@ -245,14 +246,18 @@ def judge(rows: Sequence[Row], baseline: Row | None, noise: Noise, paired: Paire
     judged = [r for r in rows if not r.baseline and r.accuracies]
     if baseline is None or not baseline.accuracies or not judged:
         return
-    if paired is None:
-        comparisons = [compare(r.accuracies, baseline.accuracies, noise) for r in judged]
-    else:
-        comparisons = [compare_rows(r, baseline, paired) for r in judged]
+    comparisons = [compare_with(r, baseline, noise, paired) for r in judged]
     for row, verdict in zip(judged, holm_verdicts(comparisons), strict=True):
         row.delta_accuracy_low, row.delta_accuracy_high, row.verdict = verdict.low, verdict.high, verdict.verdict
         if paired is not None and verdict.p is not None:
             row.delta_accuracy = verdict.delta
+
+
+def compare_with(row: Row, reference: Row, noise: Noise, paired: PairedNoise | None) -> Comparison:
+    """`row` against `reference`: on the pooled seed noise, or per seed on the paired noise (paired design)."""
+    if paired is None:
+        return compare(row.accuracies, reference.accuracies, noise)
+    return compare_rows(row, reference, paired)
 
 
 def mark_ties(front: Sequence[Row], noise: Noise, paired: PairedNoise | None = None) -> None:
@@ -263,10 +268,7 @@ def mark_ties(front: Sequence[Row], noise: Noise, paired: PairedNoise | None = N
         return
     best = max(scored, key=lambda r: r.accuracy or 0.0)
     others = [r for r in scored if r is not best]
-    if paired is None:
-        comparisons = [compare(r.accuracies, best.accuracies, noise) for r in others]
-    else:
-        comparisons = [compare_rows(r, best, paired) for r in others]
+    comparisons = [compare_with(r, best, noise, paired) for r in others]
     for row, verdict in zip(others, holm_verdicts(comparisons), strict=True):
         row.tied = verdict.verdict == WITHIN
     best.tied = any(r.tied for r in others)
@@ -285,10 +287,7 @@ def mark_near_front(ranked: Sequence[Row], loss: np.ndarray, noise: Noise, paire
         dominators = [ranked[j] for j in members if ranked[j].accuracies and bool(np.all(loss[j] <= loss[i]))]
         if not dominators:
             continue
-        if paired is None:
-            comparisons = [compare(row.accuracies, f.accuracies, noise) for f in dominators]
-        else:
-            comparisons = [compare_rows(row, f, paired) for f in dominators]
+        comparisons = [compare_with(row, f, noise, paired) for f in dominators]
         if any(c.p is None for c in comparisons):
             continue
         row.near_front = all(v.verdict == WITHIN for v in holm_verdicts(comparisons))

@@ -312,8 +312,8 @@ def near_front_lines(report: Report) -> list[str]:
     if not near:
         return []
     if report.view == "all":
-        return [f"off the front: ≈ marks {len(near)} candidate{'s' if len(near) > 1 else ''} within seed noise of "
-                "every front member that dominates it (another set of seeds could put it on the front)"]
+        return [f"off the front: ≈ marks {plural(len(near), 'candidate')} within seed noise of every front member "
+                "that dominates it (another set of seeds could put it on the front)"]
     names = ", ".join(r.label for r in near[:3]) + (f" and {len(near) - 3} more" if len(near) > 3 else "")
     return [f"near the front: {names}: off it, but within seed noise of every front member that dominates "
             "it (--all marks them ≈)"]

@@ -1,6 +1,6 @@
 """The model side of a trial as plain functions: what the worker loop calls to build, price and train a candidate.
 
-The loop takes them from an `TrialFunctions`, never from module attributes, so a test (or a benchmark that times
+The loop takes them from a `TrialFunctions`, never from module attributes, so a test (or a benchmark that times
 them) passes a TrialFunctions with its own functions: `dataclasses.replace(default_functions(), train=fake)`.
 """
 

@@ -167,15 +167,16 @@ def judge_round(entries: Sequence[Entry], control: str, racing: set[str], margin
             members.append(base)
         outcomes = {f.key: compare_to(entry, f, noise, margin, max_repeats) for f in members}
         decision = Decision(seeds=len(entry.by_seed))
-        separated = outcomes[control] in (ABOVE, BELOW)
-        if separated and len(paired_differences(entry.by_seed, base.by_seed)) < MIN_SEEDS_TO_SEPARATE:
+        # Separated from the control on too few seeds for a verdict: the control's comparison stays open.
+        too_early = outcomes[control] in (ABOVE, BELOW) and \
+            len(paired_differences(entry.by_seed, base.by_seed)) < MIN_SEEDS_TO_SEPARATE
+        if too_early:
             outcomes[control] = OPEN
-        else:
-            separated = False
         below = [k for k, o in outcomes.items() if o == BELOW]
+        below_cheaper = [k for k in below if k != control]
         same = [k for k, o in outcomes.items() if o == SAME]
-        if [k for k in below if k != control] and not separated:
-            decision.state, decision.against = DOMINATED, [k for k in below if k != control][0]
+        if below_cheaper and not too_early:
+            decision.state, decision.against = DOMINATED, below_cheaper[0]
         elif outcomes[control] in (OPEN, NOISY):
             if NOISY in outcomes.values():
                 decision.state = NOISY
